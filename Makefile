@@ -1,0 +1,39 @@
+# The project's front door. Everything runs inside .venv, created on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+ARGS ?=
+
+.PHONY: install test-deps run test bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) -e .
+	touch $@
+
+test-deps: $(VENV)/.test-installed
+
+$(VENV)/.test-installed: $(VENV)/.installed
+	$(PIP) -e '.[test]'
+	touch $@
+
+run: install
+	$(VENV)/bin/any-llm-emulator serve $(ARGS)
+
+test: test-deps
+	$(PY) -m pytest $(ARGS)
+
+bench: test-deps
+	$(PY) bench/run.py $(ARGS)
+
+lint: test-deps
+	$(VENV)/bin/ruff check emulator tests bench
+	$(VENV)/bin/ruff format --check emulator tests bench
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

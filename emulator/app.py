@@ -1,0 +1,68 @@
+"""The ASGI application: the surfaces mounted over one core."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from emulator.clock import Clock
+from emulator.config import Settings
+from emulator.service import Emulator
+from emulator.store import Store
+from emulator.surfaces import control, queue, run
+from emulator.surfaces.common import json_response
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+async def openapi_yaml(request: Request) -> Response:
+    emulator: Emulator = request.app.state.emulator
+    return Response(emulator.spec.source_text, media_type="application/yaml")
+
+
+async def openapi_json(request: Request) -> Response:
+    emulator: Emulator = request.app.state.emulator
+    return Response(emulator.spec.json_text, media_type="application/json")
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    # Never expected; answers JSON rather than a bare 500 page so clients can report it.
+    return json_response({"detail": f"Internal emulator error: {type(exc).__name__}: {exc}"}, 500)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    emulator: Emulator | None = None,
+    clock: Clock | None = None,
+    store: Store | None = None,
+) -> Starlette:
+    """Build the app; the core can be passed in whole or in parts (a clock, a store)."""
+    if emulator is None:
+        emulator = Emulator.build(settings or Settings(), clock=clock, store=store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            emulator.scheduler.close()
+
+    routes = [
+        Route("/openapi.yaml", openapi_yaml, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Mount("/_emulator", routes=control.routes),
+        Mount("/run", routes=[Route("/{path:path}", run.handle, methods=ALL_METHODS)]),
+        Route("/{path:path}", queue.handle, methods=ALL_METHODS),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={500: server_error})
+    app.state.emulator = emulator
+    return app
+
+
+__all__ = ["create_app"]

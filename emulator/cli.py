@@ -1,0 +1,136 @@
+"""The command line: ``any-llm-emulator serve``. Parsing only; the work is elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from emulator.config import ENV_PREFIX, Settings, SettingsError
+from emulator.outputs import FixtureError
+from emulator.store import StoreError
+
+
+def _env_help(name: str) -> str:
+    return f"(env {ENV_PREFIX}{name.upper()})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="any-llm-emulator",
+        description="A local emulator of fal.ai's fal-ai/any-llm queue API: offline, no API key needed.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run the emulator",
+        description="Serve the queue surface at the root (as queue.fal.run) and the run surface "
+        "under /run (as fal.run). Every option can also be set by the environment variable shown.",
+    )
+    serve.add_argument("--host", help=f"interface to bind; default 127.0.0.1 {_env_help('host')}")
+    serve.add_argument("--port", type=int, help=f"HTTP port; default 8000, 0 picks a free one {_env_help('port')}")
+    serve.add_argument(
+        "--fixtures",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="fixture file or folder, repeatable; replaces the built-in fixtures "
+        f"{_env_help('fixtures')}, colon-separated",
+    )
+    serve.add_argument("--seed", type=int, help=f"seed for request ids and generated text {_env_help('seed')}")
+    serve.add_argument(
+        "--profile",
+        choices=["instant", "realistic"],
+        help="timing: 'instant' answers without artificial delay (for CI), 'realistic' adds a queue "
+        f"wait, a time to first token and a per-model token rate; default realistic {_env_help('profile')}",
+    )
+    serve.add_argument(
+        "--server", choices=["uvicorn", "hypercorn"], help=f"ASGI server; default uvicorn {_env_help('server')}"
+    )
+    serve.add_argument("--runners", type=int, help=f"concurrent runners per API key; default 2 {_env_help('runners')}")
+    serve.add_argument(
+        "--clock",
+        choices=["system", "manual"],
+        help=f"'manual' stops time until the control API advances it; default system {_env_help('clock')}",
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=int, help=f"largest accepted body; default 33554432 {_env_help('max_body_bytes')}"
+    )
+    serve.add_argument(
+        "--no-auth",
+        dest="require_auth",
+        action="store_const",
+        const=False,
+        help=f"accept requests without an Authorization header {_env_help('require_auth')}=0",
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    return parser
+
+
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "fixtures": tuple(args.fixtures) if args.fixtures else None,
+        "seed": args.seed,
+        "profile": args.profile,
+        "server": args.server,
+        "runners": args.runners,
+        "clock": args.clock,
+        "max_body_bytes": args.max_body_bytes,
+        "require_auth": args.require_auth,
+    }
+    return Settings.from_env(environ, **overrides)
+
+
+def banner(settings: Settings) -> str:
+    base = f"http://{settings.host}:{settings.port}"
+    auth = "" if not settings.require_auth else " -H 'Authorization: Key local:secret'"
+    return (
+        f"any-llm emulator listening on {base} (profile {settings.profile}, {settings.runners} runners per key)\n"
+        f"  queue surface: {base}/fal-ai/any-llm   run surface: {base}/run/fal-ai/any-llm\n"
+        f"  spec: {base}/openapi.yaml   health: {base}/_emulator/health\n"
+        "Try it:\n"
+        f"  curl -s{auth} -H 'Content-Type: application/json' \\\n"
+        f"    -d '{{\"prompt\": \"What is the meaning of life?\"}}' {base}/fal-ai/any-llm\n"
+    )
+
+
+def serve(settings: Settings, *, access_log: bool = False) -> None:
+    from emulator.app import create_app
+    from emulator.service import Emulator
+
+    emulator = Emulator.build(settings)
+    app = create_app(emulator=emulator)
+    print(banner(settings), flush=True)
+    if settings.server == "hypercorn":
+        from hypercorn.asyncio import serve as hypercorn_serve
+        from hypercorn.config import Config
+
+        config = Config()
+        config.bind = [f"{settings.host}:{settings.port}"]
+        config.accesslog = "-" if access_log else None
+        asyncio.run(hypercorn_serve(app, config))  # type: ignore[arg-type]
+        return
+    import uvicorn
+
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=access_log, log_level="warning")
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    environ = os.environ if environ is None else environ
+    try:
+        settings = settings_from(args, environ)
+        if args.command == "serve":
+            serve(settings, access_log=args.access_log)
+    except (SettingsError, FixtureError, StoreError) as exc:
+        print(f"any-llm-emulator: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0

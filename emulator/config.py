@@ -1,0 +1,99 @@
+"""Settings: frozen, built from the command line and ``ANY_LLM_EMULATOR_*`` variables."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulator.spec import DEFAULT_SPEC_PATH
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+BUILTIN_FIXTURES = PACKAGE_DIR / "fixtures"
+ENV_PREFIX = "ANY_LLM_EMULATOR_"
+
+
+class SettingsError(ValueError):
+    """A setting with a value that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the emulator can be told at start."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    fixtures: tuple[Path, ...] = (BUILTIN_FIXTURES,)
+    seed: int | None = None
+    profile: str = "realistic"
+    server: str = "uvicorn"
+    runners: int = 2
+    clock: str = "system"
+    store: str = "memory"
+    max_body_bytes: int = 32 * 1024 * 1024
+    retention_seconds: float = 3600.0
+    retention_count: int = 100_000
+    require_auth: bool = True
+    keepalive_seconds: float = 15.0
+    spec_path: Path = field(default=DEFAULT_SPEC_PATH)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.profile not in ("instant", "realistic"):
+            problems.append(f"profile must be 'instant' or 'realistic', not {self.profile!r}")
+        if self.server not in ("uvicorn", "hypercorn"):
+            problems.append(f"server must be 'uvicorn' or 'hypercorn', not {self.server!r}")
+        if self.clock not in ("system", "manual"):
+            problems.append(f"clock must be 'system' or 'manual', not {self.clock!r}")
+        if self.runners < 1:
+            problems.append("runners must be at least 1")
+        if not 0 <= self.port <= 65535:
+            problems.append(f"port must be between 0 and 65535, not {self.port}")
+        if self.max_body_bytes < 1:
+            problems.append("max_body_bytes must be positive")
+        if problems:
+            raise SettingsError("; ".join(problems))
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Settings from ``ANY_LLM_EMULATOR_<NAME>`` variables, then explicit overrides."""
+        values: dict[str, Any] = {}
+        for item in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + item.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[item.name] = _parse(item.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+_INTS = {"port", "seed", "runners", "max_body_bytes", "retention_count"}
+_FLOATS = {"retention_seconds", "keepalive_seconds"}
+_BOOLS = {"require_auth"}
+
+
+def _parse(name: str, raw: str) -> Any:
+    try:
+        if name in _INTS:
+            return int(raw)
+        if name in _FLOATS:
+            return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from exc
+    if name in _BOOLS:
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a boolean")
+    if name == "fixtures":
+        return tuple(Path(part) for part in raw.split(":") if part)
+    if name == "spec_path":
+        return Path(raw)
+    return raw

@@ -1,0 +1,121 @@
+"""The request record and the values it is made of: data only, no behaviour."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+class State(enum.Enum):
+    """Where a request is in its life; the wire names are fal's."""
+
+    IN_QUEUE = "IN_QUEUE"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+
+
+class Priority(enum.IntEnum):
+    """Queue priority from ``x-fal-queue-priority``; lower values are served first."""
+
+    NORMAL = 0
+    LOW = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One log line as the status endpoint reports it."""
+
+    message: str
+    level: str
+    timestamp: float
+    source: str = "USER"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """How a request ended when it did not succeed: the app's status code and body."""
+
+    status_code: int
+    detail: Any
+    error_type: str | None = None
+
+    @property
+    def message(self) -> str:
+        """The one-line error the status endpoint shows."""
+        if isinstance(self.detail, str):
+            return self.detail
+        return f"Invalid status code: {self.status_code}"
+
+    def body(self) -> JSON:
+        body: JSON = {"detail": self.detail}
+        if self.error_type is not None:
+            body["error_type"] = self.error_type
+        return body
+
+
+CANCELLED = Failure(499, "Request cancelled by the client", "request_cancelled")
+REQUEST_TIMEOUT = Failure(504, "Request timed out", "request_timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The timeline of one run, decided when the request starts (seconds after start)."""
+
+    tokens: tuple[str, ...]
+    first_token_after: float
+    seconds_per_token: float
+    output: JSON
+    failure: Failure | None = None
+    logs: tuple[tuple[float, str, str], ...] = ()
+
+    @property
+    def duration(self) -> float:
+        return self.first_token_after + self.seconds_per_token * len(self.tokens)
+
+    def tokens_ready(self, elapsed: float) -> int:
+        """How many tokens exist ``elapsed`` seconds after the start."""
+        if elapsed < self.first_token_after:
+            return 0
+        if self.seconds_per_token <= 0:
+            return len(self.tokens)
+        # The epsilon keeps a token due exactly now from being lost to float rounding.
+        done = int((elapsed - self.first_token_after) / self.seconds_per_token + 1e-9) + 1
+        return min(len(self.tokens), done)
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One accepted request and everything that happens to it."""
+
+    id: str
+    namespace: str
+    endpoint: str
+    app_id: str
+    input: JSON
+    submitted_at: float
+    seq: int
+    priority: Priority = Priority.NORMAL
+    deadline: float | None = None
+    webhook_url: str | None = None
+    billable_units: int = 1
+    state: State = State.IN_QUEUE
+    started_at: float | None = None
+    completed_at: float | None = None
+    logs: list[LogLine] = field(default_factory=list)
+    plan: Plan | None = None
+    output: JSON | None = None
+    failure: Failure | None = None
+    version: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.state is State.COMPLETED
+
+    @property
+    def inference_time(self) -> float | None:
+        if self.started_at is None or self.completed_at is None:
+            return None
+        return round(self.completed_at - self.started_at, 6)

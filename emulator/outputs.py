@@ -1,0 +1,364 @@
+"""What a request answers: fixtures first, deterministic generated text otherwise."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from faker import Faker
+
+from emulator.models import JSON, Failure
+
+FIXTURE_SUFFIXES = (".yaml", ".yml", ".json")
+
+_TEXT_MATCH = {
+    "oneOf": [
+        {"type": "string"},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "maxProperties": 1,
+            "properties": {
+                "equals": {"type": "string"},
+                "contains": {"type": "string"},
+                "regex": {"type": "string"},
+            },
+        },
+    ]
+}
+
+# The shape of a fixture file. Fixture files are the emulator's own format, not the
+# emulated API, so their schema lives here rather than in openapi.yaml.
+FIXTURE_FILE_SCHEMA: JSON = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["fixtures"],
+    "properties": {
+        "fixtures": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "match": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "endpoint": {"type": "string"},
+                            "model": {"type": "string"},
+                            "prompt": _TEXT_MATCH,
+                            "system_prompt": _TEXT_MATCH,
+                        },
+                    },
+                    "output": {"type": "string"},
+                    "reasoning": {"type": "string"},
+                    "logs": {
+                        "type": "array",
+                        "items": {
+                            "oneOf": [
+                                {"type": "string"},
+                                {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["message"],
+                                    "properties": {
+                                        "message": {"type": "string"},
+                                        "level": {
+                                            "enum": ["STDERR", "STDOUT", "ERROR", "INFO", "WARN", "DEBUG"]
+                                        },
+                                    },
+                                },
+                            ]
+                        },
+                    },
+                    "error": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["status"],
+                        "properties": {
+                            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                            "detail": {},
+                            "error_type": {"type": "string"},
+                        },
+                    },
+                },
+                "not": {"required": ["output", "error"]},
+            },
+        }
+    },
+}
+
+
+class FixtureError(ValueError):
+    """A fixture file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextMatch:
+    """Matches a prompt exactly, by substring or by regular expression."""
+
+    kind: str
+    value: str
+    pattern: re.Pattern[str] | None = None
+
+    @classmethod
+    def parse(cls, spec: str | Mapping[str, str], where: str) -> TextMatch:
+        if isinstance(spec, str):
+            return cls("equals", spec)
+        kind, value = next(iter(spec.items()))
+        if kind == "regex":
+            try:
+                return cls(kind, value, re.compile(value))
+            except re.error as exc:
+                raise FixtureError(f"{where}: invalid regex {value!r}: {exc}") from exc
+        return cls(kind, value)
+
+    def matches(self, text: str | None) -> bool:
+        if text is None:
+            return False
+        if self.kind == "equals":
+            return text == self.value
+        if self.kind == "contains":
+            return self.value in text
+        assert self.pattern is not None
+        return self.pattern.search(text) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Fixture:
+    """One canned answer and the inputs it applies to."""
+
+    name: str
+    source: str
+    endpoint: str | None = None
+    model: str | None = None
+    prompt: TextMatch | None = None
+    system_prompt: TextMatch | None = None
+    output: str | None = None
+    reasoning: str | None = None
+    logs: tuple[tuple[str, str], ...] = ()
+    error: Failure | None = None
+
+    def matches(self, endpoint: str, inputs: Mapping[str, Any]) -> bool:
+        if self.endpoint is not None and self.endpoint != endpoint:
+            return False
+        if self.model is not None and self.model != inputs.get("model"):
+            return False
+        if self.prompt is not None and not self.prompt.matches(inputs.get("prompt")):
+            return False
+        return self.system_prompt is None or self.system_prompt.matches(inputs.get("system_prompt"))
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What one request produces: text (or a failure), optional reasoning, log lines."""
+
+    text: str
+    reasoning: str | None = None
+    logs: tuple[tuple[str, str], ...] = ()
+    failure: Failure | None = None
+    fixture: str | None = None
+
+    def output(self, text: str | None = None, *, partial: bool = False) -> JSON:
+        """The any-llm output object, optionally for a prefix of the text."""
+        body: JSON = {"output": self.text if text is None else text, "partial": partial, "error": None}
+        if self.reasoning is not None:
+            body["reasoning"] = self.reasoning
+        return body
+
+
+def _load_file(path: Path) -> list[Fixture]:
+    try:
+        raw = path.read_text(encoding="utf-8")
+        data = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise FixtureError(f"{path}: cannot be read: {exc}") from exc
+    validator = jsonschema.Draft7Validator(FIXTURE_FILE_SCHEMA)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise FixtureError(f"{path}: at {where}: {error.message}")
+    fixtures = []
+    for index, item in enumerate(data["fixtures"]):
+        where = f"{path}: fixtures/{index} ({item['name']})"
+        match = item.get("match", {})
+        error_spec = item.get("error")
+        failure = None
+        if error_spec is not None:
+            failure = Failure(
+                error_spec["status"],
+                error_spec.get("detail", f"Fixture {item['name']} failed"),
+                error_spec.get("error_type"),
+            )
+        logs = tuple(
+            (line, "INFO") if isinstance(line, str) else (line["message"], line.get("level", "INFO"))
+            for line in item.get("logs", ())
+        )
+        fixtures.append(
+            Fixture(
+                name=item["name"],
+                source=str(path),
+                endpoint=match.get("endpoint"),
+                model=match.get("model"),
+                prompt=TextMatch.parse(match["prompt"], where) if "prompt" in match else None,
+                system_prompt=(
+                    TextMatch.parse(match["system_prompt"], where) if "system_prompt" in match else None
+                ),
+                output=item.get("output"),
+                reasoning=item.get("reasoning"),
+                logs=logs,
+                error=failure,
+            )
+        )
+    return fixtures
+
+
+def load_fixtures(paths: Iterable[Path]) -> list[Fixture]:
+    """Read fixture files and folders (files in name order); raise FixtureError on a bad one."""
+    fixtures: list[Fixture] = []
+    for base in paths:
+        if base.is_dir():
+            files = sorted(p for p in base.iterdir() if p.suffix in FIXTURE_SUFFIXES and p.is_file())
+        elif base.is_file():
+            files = [base]
+        else:
+            raise FixtureError(f"{base}: no such fixture file or folder")
+        for file in files:
+            fixtures.extend(_load_file(file))
+    return fixtures
+
+
+_FIELD = re.compile(r"\{(prompt|system_prompt|model|endpoint)\}")
+
+
+def _substitute(template: str, endpoint: str, inputs: Mapping[str, Any]) -> str:
+    def field_value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        value = endpoint if name == "endpoint" else inputs.get(name)
+        return "" if value is None else str(value)
+
+    return _FIELD.sub(field_value, template)
+
+
+def split_tokens(text: str) -> tuple[str, ...]:
+    """Split text into stream tokens (a word and the space before it) that join back to it."""
+    tokens = re.findall(r"\s*\S+", text)
+    tail = text[sum(len(t) for t in tokens) :]
+    if tail:
+        if tokens:
+            tokens[-1] += tail
+        else:
+            tokens = [tail]
+    return tuple(tokens)
+
+
+@dataclass
+class Outputs:
+    """Chooses the answer for an input: the first matching fixture, else generated text."""
+
+    fixtures: list[Fixture] = field(default_factory=list)
+    seed: int | None = None
+    default_length: tuple[int, int] = (40, 120)
+
+    def __post_init__(self) -> None:
+        self._faker = Faker("en_US")
+
+    def find(self, endpoint: str, inputs: Mapping[str, Any]) -> Fixture | None:
+        for fixture in self.fixtures:
+            if fixture.matches(endpoint, inputs):
+                return fixture
+        return None
+
+    def answer(self, endpoint: str, inputs: Mapping[str, Any]) -> Answer:
+        fixture = self.find(endpoint, inputs)
+        wants_reasoning = bool(inputs.get("reasoning"))
+        if fixture is None:
+            return Answer(
+                text=self._generate(endpoint, inputs),
+                reasoning=self._generate(endpoint, inputs, words=24, salt="reasoning") if wants_reasoning else None,
+            )
+        reasoning = None
+        if wants_reasoning and fixture.reasoning is not None:
+            reasoning = _substitute(fixture.reasoning, endpoint, inputs)
+        elif wants_reasoning:
+            reasoning = self._generate(endpoint, inputs, words=24, salt="reasoning")
+        text = "" if fixture.output is None else _substitute(fixture.output, endpoint, inputs)
+        return Answer(text, reasoning, fixture.logs, fixture.error, fixture.name)
+
+    def _generate(self, endpoint: str, inputs: Mapping[str, Any], *, words: int | None = None, salt: str = "") -> str:
+        key = json.dumps(
+            [self.seed, salt, endpoint, inputs.get("model"), inputs.get("prompt"), inputs.get("system_prompt")],
+            sort_keys=True,
+        )
+        seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+        faker = self._faker
+        faker.seed_instance(seed)
+        if words is None:
+            low, high = self.default_length
+            words = low + seed % (high - low + 1)
+            max_tokens = inputs.get("max_tokens")
+            if isinstance(max_tokens, int) and max_tokens > 0:
+                words = min(words, max_tokens)
+        topic = _topic(inputs.get("prompt"))
+        order = faker.random.sample(_SENTENCES, len(_SENTENCES))
+        parts: list[str] = []
+        count = 0
+        while count < words:
+            template = order[len(parts) % len(order)]
+            sentence = template.format(
+                topic=topic,
+                bs=faker.bs(),
+                bs2=faker.bs(),
+                catch=faker.catch_phrase().lower(),
+                job=faker.job().split(",")[0].lower(),
+            )
+            sentence = sentence[0].upper() + sentence[1:]
+            sentence_words = sentence.split()
+            if count + len(sentence_words) > words:
+                sentence_words = sentence_words[: words - count]
+                sentence = " ".join(sentence_words).rstrip(".,:;") + "."
+            parts.append(sentence)
+            count += len(sentence_words)
+        return " ".join(parts)
+
+
+# Sentence shapes for generated answers: Faker fills the business-speak, the prompt gives
+# the topic, so the text reads as fluent (if bland) English and tracks the question.
+_SENTENCES = (
+    "When it comes to {topic}, the most useful first step is to {bs}.",
+    "A careful answer depends on context, but most people would {bs}.",
+    "In practice, a {catch} helps teams {bs}.",
+    "Ask any {job} and they will tell you to {bs} before anything else.",
+    "It is worth remembering that {topic} rarely has a single right answer.",
+    "One approach is to {bs} and then {bs2}.",
+    "The trade-off is usually between speed and care: a {catch} versus a slower, deliberate plan.",
+    "If you want the short version: {bs}, measure the result, and adjust.",
+    "Thinking about {topic} this way makes it easier to {bs}.",
+    "Over time, the goal is to {bs2} without losing sight of {topic}.",
+)
+
+
+_LEADING_FILLER = frozenset(
+    "what how why who when where which is are was were do does did can could should would will "
+    "i you we me my your our the a an to of please tell explain describe give".split()
+)
+
+
+def _topic(prompt: Any) -> str:
+    """A few words of the prompt's first question, without the leading question words."""
+    if not isinstance(prompt, str):
+        return "this question"
+    words = [w.lower() for w in re.findall(r"[\w'-]+", re.split(r"[?.!\n]", prompt)[0])]
+    while words and words[0] in _LEADING_FILLER:
+        words.pop(0)
+    return " ".join(words[:6]) or "this question"

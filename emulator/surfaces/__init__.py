@@ -1,0 +1,1 @@
+"""Thin Starlette routes, one module per surface: parse, call the core, serialise."""

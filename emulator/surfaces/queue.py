@@ -1,0 +1,191 @@
+"""The queue surface (``queue.fal.run``): submit, status, status stream, result, cancel."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from emulator.models import Priority, RequestRecord
+from emulator.scheduler import CancelResult, Submission
+from emulator.service import Emulator
+from emulator.spec import Spec
+from emulator.surfaces.common import (
+    HTTPProblem,
+    authenticate,
+    emulator_of,
+    json_response,
+    method_not_allowed,
+    not_found,
+    output_response,
+    parameters_only,
+    validated_input,
+)
+from emulator.wire import sse_event, status_body
+
+_REQUEST_ACTIONS = {
+    (): ("result", "GET"),
+    ("status",): ("status", "GET"),
+    ("status", "stream"): ("status_stream", "GET"),
+    ("cancel",): ("cancel", "PUT"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a queue path addresses: an endpoint to submit to, or one request's action."""
+
+    action: str
+    method: str
+    endpoint: str
+    request_id: str | None = None
+
+
+def parse_path(path: str, spec: Spec) -> Target:
+    """Map a path to its target; 404 for anything the document does not declare."""
+    segments = [s for s in path.strip("/").split("/") if s]
+    if "requests" in segments[2:]:
+        index = segments.index("requests", 2)
+        prefix = "/".join(segments[:index])
+        rest = tuple(segments[index + 2 :])
+        if index + 1 < len(segments) and rest in _REQUEST_ACTIONS and (
+            prefix in spec.app_ids or prefix in spec.endpoints
+        ):
+            action, method = _REQUEST_ACTIONS[rest]
+            return Target(action, method, prefix, segments[index + 1])
+    endpoint = "/".join(segments)
+    if endpoint in spec.endpoints:
+        return Target("submit", "POST", endpoint)
+    raise not_found(f"Application '{endpoint}' not found")
+
+
+def base_url(request: Request) -> str:
+    """This server as the client reached it, so returned URLs lead back here."""
+    return str(request.base_url).rstrip("/")
+
+
+def priority_of(params: dict[str, object]) -> Priority:
+    return Priority.LOW if params.get("x-fal-queue-priority") == "low" else Priority.NORMAL
+
+
+def timeout_of(params: dict[str, object]) -> float | None:
+    value = params.get("x-fal-request-timeout")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+async def handle(request: Request) -> Response:
+    emulator = emulator_of(request)
+    try:
+        target = parse_path(request.path_params.get("path", ""), emulator.spec)
+        if request.method != target.method:
+            raise method_not_allowed(target.method)
+        namespace = authenticate(request, emulator)
+        if target.action == "submit":
+            return await submit(request, emulator, namespace, target.endpoint)
+        assert target.request_id is not None
+        record = find(emulator, namespace, target)
+        if target.action == "cancel":
+            return cancel(emulator, namespace, record, target.request_id)
+        if record is None:
+            raise not_found("Request not found")
+        if target.action == "status":
+            return status(request, emulator, record)
+        if target.action == "status_stream":
+            return status_stream(request, emulator, record)
+        return result(record)
+    except HTTPProblem as problem:
+        return problem.response()
+
+
+def find(emulator: Emulator, namespace: str, target: Target) -> RequestRecord | None:
+    assert target.request_id is not None
+    record = emulator.scheduler.get(namespace, target.request_id)
+    if record is None or not (target.endpoint == record.app_id or target.endpoint == record.endpoint):
+        return None
+    return record
+
+
+async def submit(request: Request, emulator: Emulator, namespace: str, endpoint: str) -> Response:
+    operation = emulator.spec.operation("submit", endpoint)
+    assert operation is not None
+    params, body = await validated_input(request, emulator, operation)
+    max_length = params.get("fal_max_queue_length")
+    scheduler = emulator.scheduler
+    if isinstance(max_length, int) and scheduler.queue_length(namespace) >= max_length:
+        raise HTTPProblem(
+            429,
+            {"detail": f"Queue is full: {scheduler.queue_length(namespace)} requests waiting, "
+             f"fal_max_queue_length is {max_length}"},
+        )
+    webhook = params.get("fal_webhook")
+    record = scheduler.submit(
+        namespace,
+        Submission(
+            endpoint=endpoint,
+            app_id="/".join(endpoint.split("/")[:2]),
+            input=body,
+            priority=priority_of(params),
+            timeout=timeout_of(params),
+            webhook_url=webhook if isinstance(webhook, str) else None,
+        ),
+    )
+    envelope = status_body(record, base_url(request), position=scheduler.position(record), logs=None)
+    return json_response(envelope, 200, {"x-fal-request-id": record.id})
+
+
+def wants_logs(params: dict[str, object]) -> bool:
+    return params.get("logs") in ("1", "true")
+
+
+def status(request: Request, emulator: Emulator, record: RequestRecord) -> Response:
+    params = parameters_only(request, emulator.spec.operation("status"))
+    body = status_body(
+        record,
+        base_url(request),
+        position=emulator.scheduler.position(record),
+        logs=list(record.logs) if wants_logs(params) else None,
+    )
+    return json_response(body, 200 if record.done else 202, {"x-fal-request-id": record.id})
+
+
+def status_stream(request: Request, emulator: Emulator, record: RequestRecord) -> Response:
+    params = parameters_only(request, emulator.spec.operation("status_stream"))
+    events = status_events(emulator, record, base_url(request), with_logs=wants_logs(params))
+    headers = {"x-fal-request-id": record.id, "cache-control": "no-cache"}
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+
+async def status_events(
+    emulator: Emulator, record: RequestRecord, base: str, *, with_logs: bool
+) -> AsyncIterator[bytes]:
+    """One event per change (state, new log lines, queue position); closes after COMPLETED."""
+    scheduler = emulator.scheduler
+    keepalive = emulator.settings.keepalive_seconds
+    sent_logs = 0
+    last: tuple[int, int] | None = None
+    while True:
+        position = scheduler.position(record)
+        if (record.version, position) != last:
+            last = (record.version, position)
+            logs = list(record.logs[sent_logs:]) if with_logs else None
+            sent_logs = len(record.logs)
+            yield sse_event(status_body(record, base, position=position, logs=logs))
+            if record.done:
+                return
+        changed = await scheduler.wait(record, record.version, until=emulator.clock.now() + keepalive)
+        if not changed:
+            yield b": ping\n\n"
+
+
+def result(record: RequestRecord) -> Response:
+    if not record.done:
+        raise HTTPProblem(400, {"detail": "Request is still in progress"}, {"x-fal-request-id": record.id})
+    return output_response(record)
+
+
+def cancel(emulator: Emulator, namespace: str, record: RequestRecord | None, request_id: str) -> Response:
+    outcome = CancelResult.NOT_FOUND if record is None else emulator.scheduler.cancel(namespace, record.id)
+    code = {CancelResult.REQUESTED: 202, CancelResult.ALREADY_COMPLETED: 400, CancelResult.NOT_FOUND: 404}[outcome]
+    return json_response({"status": outcome.value}, code, {"x-fal-request-id": request_id})

@@ -1,0 +1,96 @@
+"""The run surface (``fal.run``): a synchronous run, and a run streamed as server-sent events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from emulator.models import RequestRecord, State
+from emulator.scheduler import Submission
+from emulator.service import Emulator
+from emulator.surfaces.common import (
+    HTTPProblem,
+    authenticate,
+    emulator_of,
+    failure_response,
+    method_not_allowed,
+    not_found,
+    output_response,
+    validated_input,
+)
+from emulator.surfaces.queue import priority_of, timeout_of
+from emulator.wire import sse_event
+
+
+async def handle(request: Request) -> Response:
+    emulator = emulator_of(request)
+    try:
+        path = request.path_params.get("path", "").strip("/")
+        streaming = path.endswith("/stream") and path.removesuffix("/stream") in emulator.spec.endpoints
+        endpoint = path.removesuffix("/stream") if streaming else path
+        if endpoint not in emulator.spec.endpoints:
+            raise not_found(f"Application '{path}' not found")
+        if request.method != "POST":
+            raise method_not_allowed("POST")
+        namespace = authenticate(request, emulator)
+        record = await start(request, emulator, namespace, endpoint, "run_stream" if streaming else "run")
+        if streaming:
+            return await stream(emulator, record)
+        await emulator.scheduler.wait_done(record)
+        return output_response(record)
+    except HTTPProblem as problem:
+        return problem.response()
+
+
+async def start(request: Request, emulator: Emulator, namespace: str, endpoint: str, action: str) -> RequestRecord:
+    operation = emulator.spec.operation(action, endpoint)
+    assert operation is not None
+    params, body = await validated_input(request, emulator, operation)
+    submission = Submission(
+        endpoint=endpoint,
+        app_id="/".join(endpoint.split("/")[:2]),
+        input=body,
+        priority=priority_of(params),
+        timeout=timeout_of(params),
+    )
+    return emulator.scheduler.submit(namespace, submission)
+
+
+async def stream(emulator: Emulator, record: RequestRecord) -> Response:
+    """Wait for the run to start, then stream; a run that fails before starting answers as JSON."""
+    scheduler = emulator.scheduler
+    while record.state is State.IN_QUEUE:
+        await scheduler.wait(record, record.version)
+    if record.failure is not None:
+        return failure_response(record, record.failure)
+    headers = {"x-fal-request-id": record.id, "cache-control": "no-cache"}
+    return StreamingResponse(output_events(emulator, record), media_type="text/event-stream", headers=headers)
+
+
+async def output_events(emulator: Emulator, record: RequestRecord) -> AsyncIterator[bytes]:
+    """Cumulative output, ``partial: true`` per token, then the whole output with ``partial: false``."""
+    scheduler = emulator.scheduler
+    plan = record.plan
+    assert plan is not None
+    tokens = plan.tokens
+    sent = 0
+    text = ""
+    while True:
+        version = record.version
+        ready = min(scheduler.tokens_ready(record), len(tokens) - 1)
+        while sent < ready:
+            text += tokens[sent]
+            sent += 1
+            yield sse_event({"output": text, "partial": True, "error": None})
+        if record.done:
+            if record.failure is None:
+                assert record.output is not None
+                yield sse_event({**record.output, "partial": False})
+            else:
+                yield sse_event({"output": text, "partial": False, "error": record.failure.message})
+            return
+        # The next token to send is number ``sent``; the last one goes out with the final event.
+        next_due = scheduler.token_due(record, sent) if sent < len(tokens) - 1 else None
+        await scheduler.wait(record, version, until=next_due)

@@ -1,0 +1,79 @@
+"""The manual clock: time moves only when told, and timers fire in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from emulator.clock import ManualClock, SystemClock
+
+pytestmark = pytest.mark.anyio
+
+
+def test_advance_fires_due_timers_in_time_order() -> None:
+    """Timers fire inside advance, earliest first, with the clock set to each timer's time."""
+    clock = ManualClock(start=100.0)
+    seen: list[tuple[str, float]] = []
+    clock.call_at(103.0, lambda: seen.append(("c", clock.now())))
+    clock.call_at(101.0, lambda: seen.append(("a", clock.now())))
+    clock.call_at(102.0, lambda: seen.append(("b", clock.now())))
+    assert clock.advance(1.5) == 1
+    assert seen == [("a", 101.0)]
+    assert clock.advance(5) == 2
+    assert seen == [("a", 101.0), ("b", 102.0), ("c", 103.0)]
+    assert clock.now() == 106.5
+
+
+def test_nothing_fires_without_advance_and_advance_zero_fires_due() -> None:
+    """A timer already due waits for advance(0); a cancelled one never fires."""
+    clock = ManualClock(start=0.0)
+    fired: list[str] = []
+    clock.call_at(0.0, lambda: fired.append("due"))
+    clock.call_at(0.0, lambda: fired.append("cancelled")).cancel()
+    assert fired == []
+    assert clock.pending() == 1
+    clock.advance(0)
+    assert fired == ["due"]
+    assert clock.pending() == 0
+
+
+def test_timer_set_by_a_callback_fires_in_the_same_advance() -> None:
+    """Chains of timers run to the end of the advanced span."""
+    clock = ManualClock(start=0.0)
+    fired: list[float] = []
+
+    def first() -> None:
+        fired.append(clock.now())
+        clock.call_at(clock.now() + 1, lambda: fired.append(clock.now()))
+
+    clock.call_at(1.0, first)
+    clock.advance(10)
+    assert fired == [1.0, 2.0]
+
+
+def test_the_clock_cannot_go_backwards() -> None:
+    """A negative advance is refused."""
+    with pytest.raises(ValueError, match="backwards"):
+        ManualClock().advance(-1)
+
+
+async def test_sleep_returns_when_time_is_advanced() -> None:
+    """sleep() on a manual clock completes only once the clock passes its deadline."""
+    clock = ManualClock(start=0.0)
+    task = asyncio.create_task(clock.sleep(5))
+    await asyncio.sleep(0)
+    clock.advance(4)
+    await asyncio.sleep(0)
+    assert not task.done()
+    clock.advance(1)
+    await asyncio.wait_for(task, timeout=5)
+    assert clock.now() == 5
+
+
+async def test_system_clock_runs_due_timers_on_the_loop() -> None:
+    """The system clock fires a past-due timer on the running loop."""
+    clock = SystemClock()
+    fired = asyncio.Event()
+    clock.call_at(clock.now() - 1, fired.set)
+    await asyncio.wait_for(fired.wait(), timeout=5)

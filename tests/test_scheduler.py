@@ -1,0 +1,205 @@
+"""The queue without HTTP: lifecycle, positions, priority, cancellation, deadlines."""
+
+from __future__ import annotations
+
+import pytest
+
+from emulator import Emulator, ManualClock, Settings
+from emulator.models import Priority, State
+from emulator.scheduler import CancelResult, Scheduler, Submission
+
+NS = "tenant"
+
+
+def submission(prompt: str = "Tell me about queues", **kwargs: object) -> Submission:
+    return Submission(endpoint="fal-ai/any-llm", app_id="fal-ai/any-llm", input={"prompt": prompt}, **kwargs)  # type: ignore[arg-type]
+
+
+def make(runners: int = 2, profile: str = "realistic", seed: int | None = 1) -> tuple[Scheduler, ManualClock]:
+    clock = ManualClock()
+    emulator = Emulator.build(Settings(profile=profile, runners=runners, seed=seed), clock=clock)
+    return emulator.scheduler, clock
+
+
+def test_lifecycle_follows_the_clock() -> None:
+    """A request waits, starts after the queue wait, logs as it runs and completes with metrics."""
+    scheduler, clock = make()
+    record = scheduler.submit(NS, submission())
+    assert record.state is State.IN_QUEUE
+    clock.advance(0.2)
+    assert record.state is State.IN_QUEUE
+    clock.advance(0.05)
+    assert record.state is State.IN_PROGRESS
+    assert [line.message for line in record.logs][:1] == ["Running default model through OpenRouter"]
+    assert record.plan is not None
+    clock.advance(record.plan.duration / 2)
+    assert record.state is State.IN_PROGRESS
+    assert 0 < scheduler.tokens_ready(record) < len(record.plan.tokens)
+    clock.advance(record.plan.duration)
+    assert record.state is State.COMPLETED
+    assert record.failure is None
+    assert record.output is not None and record.output["output"] == "".join(record.plan.tokens)
+    assert record.inference_time == pytest.approx(record.plan.duration)
+    assert record.logs[-1].message.startswith("Generated ")
+
+
+def test_instant_profile_completes_on_the_next_tick() -> None:
+    """With the instant profile, advance(0) takes a request from submitted to completed."""
+    scheduler, clock = make(profile="instant")
+    record = scheduler.submit(NS, submission())
+    assert record.state is State.IN_QUEUE
+    clock.advance(0)
+    assert record.state is State.COMPLETED
+    assert record.inference_time == 0
+
+
+def test_queue_positions_are_true_under_contention() -> None:
+    """With two runners, the first two are being picked up (0) and the rest count up from 0."""
+    scheduler, clock = make(runners=2)
+    records = [scheduler.submit(NS, submission(f"prompt {i}")) for i in range(5)]
+    assert [scheduler.position(r) for r in records] == [0, 0, 0, 1, 2]
+    clock.advance(0.25)
+    assert [r.state for r in records[:2]] == [State.IN_PROGRESS] * 2
+    first_done = min(records[:2], key=lambda r: r.plan.duration if r.plan else 0)
+    assert first_done.plan is not None
+    clock.advance(first_done.plan.duration)
+    assert first_done.done
+    assert scheduler.position(records[3]) == 0
+    assert scheduler.position(records[4]) == 1
+    assert scheduler.queue_length(NS) == 2
+
+
+def test_low_priority_waits_behind_normal() -> None:
+    """A low-priority request is served after every normal one, even those submitted later."""
+    scheduler, clock = make(runners=1)
+    busy = scheduler.submit(NS, submission("busy"))
+    low = scheduler.submit(NS, submission("low", priority=Priority.LOW))
+    normal = scheduler.submit(NS, submission("normal"))
+    assert scheduler.position(normal) == 0
+    assert scheduler.position(low) == 1
+    clock.advance(0.25)
+    assert busy.plan is not None
+    clock.advance(busy.plan.duration + 0.25)
+    assert normal.state is State.IN_PROGRESS
+    assert low.state is State.IN_QUEUE
+
+
+def test_cancel_a_queued_request_removes_it_and_it_never_runs() -> None:
+    """A cancelled queued request completes with the cancellation error and never starts."""
+    scheduler, clock = make(runners=1)
+    running = scheduler.submit(NS, submission("first"))
+    queued = scheduler.submit(NS, submission("second"))
+    third = scheduler.submit(NS, submission("third"))
+    assert scheduler.cancel(NS, queued.id) is CancelResult.REQUESTED
+    assert queued.done and queued.started_at is None
+    assert queued.failure is not None and queued.failure.status_code == 499
+    assert scheduler.position(third) == 0
+    clock.advance(60)
+    assert running.done and third.done
+    assert queued.started_at is None
+
+
+def test_cancel_a_running_request_stops_it_and_frees_the_runner() -> None:
+    """Cancelling mid-run stops the output and lets the next request start."""
+    scheduler, clock = make(runners=1)
+    running = scheduler.submit(NS, submission("first"))
+    waiting = scheduler.submit(NS, submission("second"))
+    clock.advance(0.5)
+    assert running.state is State.IN_PROGRESS
+    assert scheduler.cancel(NS, running.id) is CancelResult.REQUESTED
+    assert running.done and running.output is None
+    assert running.failure is not None and running.failure.error_type == "request_cancelled"
+    clock.advance(0.25)
+    assert waiting.state is State.IN_PROGRESS
+
+
+def test_cancel_completed_and_unknown() -> None:
+    """A completed request cannot be cancelled; an unknown id is not found."""
+    scheduler, clock = make(profile="instant")
+    record = scheduler.submit(NS, submission())
+    clock.advance(0)
+    assert scheduler.cancel(NS, record.id) is CancelResult.ALREADY_COMPLETED
+    assert scheduler.cancel(NS, "no-such-id") is CancelResult.NOT_FOUND
+    assert scheduler.cancel("other-namespace", record.id) is CancelResult.NOT_FOUND
+
+
+def test_start_deadline_ends_a_waiting_request_with_request_timeout() -> None:
+    """A request still queued at its x-fal-request-timeout ends with request_timeout (504)."""
+    scheduler, clock = make(runners=1)
+    blocker = scheduler.submit(NS, submission("a long answer"))
+    late = scheduler.submit(NS, submission("late", timeout=0.3))
+    clock.advance(0.3)
+    assert late.done
+    assert late.failure is not None
+    assert (late.failure.status_code, late.failure.error_type) == (504, "request_timeout")
+    assert late.started_at is None
+    assert blocker.state is State.IN_PROGRESS
+
+
+def test_deadline_does_not_touch_a_started_request() -> None:
+    """Once started, a request is no longer subject to its start deadline."""
+    scheduler, clock = make(runners=1)
+    record = scheduler.submit(NS, submission("x", timeout=0.3))
+    clock.advance(60)
+    assert record.done and record.failure is None
+
+
+def test_namespaces_have_separate_queues() -> None:
+    """Another key's backlog does not change this key's queue position."""
+    scheduler, _ = make(runners=1)
+    for i in range(3):
+        scheduler.submit("busy-key", submission(f"p{i}"))
+    mine = scheduler.submit(NS, submission("mine"))
+    assert scheduler.position(mine) == 0
+    assert scheduler.get("busy-key", mine.id) is None
+
+
+def test_seeded_ids_and_outputs_repeat() -> None:
+    """The same seed gives the same ids; the same input gives the same output."""
+
+    def run() -> tuple[list[str], list[str]]:
+        scheduler, clock = make(profile="instant", seed=42)
+        records = [scheduler.submit(NS, submission(f"question {i}")) for i in range(3)]
+        clock.advance(0)
+        return [r.id for r in records], [r.output["output"] for r in records if r.output]
+
+    first, second = run(), run()
+    assert first == second
+    assert len(set(first[0])) == 3
+    assert all(len(text) > 0 for text in first[1])
+
+
+def test_pause_holds_the_queue_until_resume() -> None:
+    """Paused runners start nothing; resume picks the queue up."""
+    scheduler, clock = make(profile="instant")
+    scheduler.pause()
+    record = scheduler.submit(NS, submission())
+    clock.advance(10)
+    assert record.state is State.IN_QUEUE
+    scheduler.resume()
+    clock.advance(0)
+    assert record.done
+
+
+def test_completion_listeners_see_every_outcome() -> None:
+    """on_complete hears of successes, failures and cancellations alike."""
+    scheduler, clock = make(profile="instant", runners=1)
+    seen: list[str] = []
+    scheduler.on_complete.append(lambda record: seen.append(record.id))
+    ok = scheduler.submit(NS, submission())
+    failed = scheduler.submit(NS, submission("[emulator:runner-disconnected]"))
+    cancelled = scheduler.submit(NS, submission("later"))
+    scheduler.cancel(NS, cancelled.id)
+    clock.advance(0)
+    assert sorted(seen) == sorted([ok.id, failed.id, cancelled.id])
+    assert failed.failure is not None and failed.failure.error_type == "runner_disconnected"
+
+
+def test_memory_store_expires_completed_requests_by_count() -> None:
+    """Completed records beyond the retention count are forgotten, oldest first."""
+    clock = ManualClock()
+    emulator = Emulator.build(Settings(profile="instant", retention_count=2), clock=clock)
+    records = [emulator.scheduler.submit(NS, submission(f"p{i}")) for i in range(4)]
+    clock.advance(0)
+    kept = [r.id for r in records if emulator.scheduler.get(NS, r.id) is not None]
+    assert kept == [r.id for r in records[2:]]

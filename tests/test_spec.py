@@ -1,0 +1,106 @@
+"""openapi.yaml drives validation; errors come out FastAPI-style."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emulator.spec import Spec
+
+
+@pytest.fixture(scope="module")
+def spec() -> Spec:
+    return Spec.load()
+
+
+def test_endpoints_come_from_the_document(spec: Spec) -> None:
+    """The three any-llm endpoints and their app id are read from the spec."""
+    assert spec.endpoints == {"fal-ai/any-llm", "fal-ai/any-llm/vision", "fal-ai/any-llm/enterprise"}
+    assert spec.app_ids == {"fal-ai/any-llm"}
+
+
+def test_valid_body_gets_the_documented_defaults(spec: Spec) -> None:
+    """Defaults declared in the schema are filled in, like a pydantic model would."""
+    op = spec.operation("submit", "fal-ai/any-llm")
+    assert op is not None
+    body, errors = op.validate_body(b'{"prompt": "hi"}')
+    assert errors == []
+    assert body == {"prompt": "hi", "model": "google/gemini-flash-1.5", "reasoning": False, "priority": "latency"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({}, [{"loc": ["body", "prompt"], "msg": "Field required", "type": "missing"}]),
+        ({"prompt": 1}, [{"loc": ["body", "prompt"], "msg": "Input should be a valid string", "type": "string_type"}]),
+        ({"prompt": "p", "temperature": 3}, [{"loc": ["body", "temperature"], "type": "less_than_equal"}]),
+        ({"prompt": "p", "max_tokens": 0}, [{"loc": ["body", "max_tokens"], "type": "greater_than_equal"}]),
+        ({"prompt": "p", "max_tokens": 1.5}, [{"loc": ["body", "max_tokens"], "type": "int_type"}]),
+        ({"prompt": "p", "reasoning": "yes"}, [{"loc": ["body", "reasoning"], "type": "bool_type"}]),
+        ({"prompt": "p", "model": "gpt-5"}, [{"loc": ["body", "model"], "type": "enum"}]),
+    ],
+)
+def test_invalid_bodies(spec: Spec, raw: dict[str, object], expected: list[dict[str, object]]) -> None:
+    """Each schema violation becomes one detail entry with loc, msg and type."""
+    op = spec.operation("submit", "fal-ai/any-llm")
+    assert op is not None
+    _, errors = op.validate_body(json.dumps(raw).encode())
+    assert len(errors) == len(expected)
+    for error, want in zip(errors, expected, strict=True):
+        assert {k: error[k] for k in want} == want
+        assert isinstance(error["msg"], str) and error["msg"]
+
+
+def test_enum_message_lists_the_choices(spec: Spec) -> None:
+    """An enum error says which values are allowed, as pydantic does."""
+    op = spec.operation("submit", "fal-ai/any-llm")
+    assert op is not None
+    _, errors = op.validate_body(b'{"prompt": "p", "priority": "fast"}')
+    assert errors[0]["msg"] == "Input should be 'throughput' or 'latency'"
+
+
+@pytest.mark.parametrize(
+    ("raw", "type_"),
+    [(b"{bad", "json_invalid"), (b"[1, 2]", "model_attributes_type"), (b"", "missing"), (b"\xff", "json_invalid")],
+)
+def test_unparseable_bodies(spec: Spec, raw: bytes, type_: str) -> None:
+    """Malformed JSON, a non-object and an empty body are 422 details too."""
+    op = spec.operation("submit", "fal-ai/any-llm")
+    assert op is not None
+    _, errors = op.validate_body(raw)
+    assert [e["type"] for e in errors] == [type_]
+
+
+def test_vision_requires_image_urls(spec: Spec) -> None:
+    """The vision endpoint's own schema applies to it."""
+    op = spec.operation("submit", "fal-ai/any-llm/vision")
+    assert op is not None
+    _, errors = op.validate_body(b'{"prompt": "p"}')
+    assert [e["loc"] for e in errors] == [["body", "image_urls"]]
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "values", "error_type"),
+    [
+        ({"fal_webhook": "https://example.test/hook"}, {}, {"fal_webhook": "https://example.test/hook"}, None),
+        ({"fal_webhook": "not a url"}, {}, {}, "string_pattern_mismatch"),
+        ({"fal_webhook": "ftp://x/y"}, {}, {}, "string_pattern_mismatch"),
+        ({"fal_max_queue_length": "3"}, {}, {"fal_max_queue_length": 3}, None),
+        ({"fal_max_queue_length": "three"}, {}, {}, "int_parsing"),
+        ({}, {"x-fal-queue-priority": "low"}, {"x-fal-queue-priority": "low"}, None),
+        ({}, {"x-fal-queue-priority": "urgent"}, {}, "enum"),
+        ({}, {"x-fal-request-timeout": "2.5"}, {"x-fal-request-timeout": 2.5}, None),
+        ({}, {"x-fal-request-timeout": "soon"}, {}, "float_parsing"),
+        ({}, {"x-fal-request-timeout": "-1"}, {}, "greater_than_equal"),
+    ],
+)
+def test_parameters_are_coerced_and_checked(
+    spec: Spec, query: dict[str, str], headers: dict[str, str], values: dict[str, object], error_type: str | None
+) -> None:
+    """Query and header parameters are parsed to their schema type and validated."""
+    op = spec.operation("submit", "fal-ai/any-llm")
+    assert op is not None
+    got, errors = op.validate_parameters(query, headers)
+    assert got == values
+    assert [e["type"] for e in errors] == ([error_type] if error_type else [])
