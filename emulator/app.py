@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -28,6 +29,12 @@ async def openapi_yaml(request: Request) -> Response:
 async def openapi_json(request: Request) -> Response:
     emulator: Emulator = request.app.state.emulator
     return Response(emulator.spec.json_text, media_type="application/json")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    # Paths no route can parse (a newline in an id, say) still get fal's JSON error shape.
+    code = getattr(exc, "status_code", 404)
+    return json_response({"detail": getattr(exc, "detail", "Not Found")}, code, getattr(exc, "headers", None))
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -60,7 +67,7 @@ def create_app(
         Mount("/run", routes=[Route("/{path:path}", run.handle, methods=ALL_METHODS)]),
         Route("/{path:path}", queue.handle, methods=ALL_METHODS),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={500: server_error})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, 500: server_error})
     app.state.emulator = emulator
     return app
 

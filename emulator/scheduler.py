@@ -183,11 +183,12 @@ class Scheduler:
         lane = self._lanes.setdefault(namespace, _Lane())
         self.store.add(record)
         lane.enqueue(record)
+        self.store.save(record, now)
+        # Dispatch first: a runner free now starts the request before its deadline can fire.
+        self._dispatch(lane)
         if submission.timeout is not None:
             record.deadline = now + submission.timeout
             self._timer(lane, record, record.deadline, lambda: self._expire(record))
-        self.store.save(record, now)
-        self._dispatch(lane)
         return record
 
     def cancel(self, namespace: str, request_id: str) -> CancelResult:

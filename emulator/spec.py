@@ -44,6 +44,12 @@ def _resolve(node: Any, root: JSON) -> Any:
     resolved = {key: _resolve(value, root) for key, value in node.items()}
     if resolved.pop("nullable", False) and "type" in resolved:
         resolved["type"] = [resolved["type"], "null"]
+    for bound in ("Minimum", "Maximum"):
+        # OpenAPI 3.0 writes an exclusive bound as a flag beside the bound itself.
+        if resolved.get("exclusive" + bound) is True:
+            resolved["exclusive" + bound] = resolved.pop(bound.lower())
+        elif resolved.get("exclusive" + bound) is False:
+            del resolved["exclusive" + bound]
     return resolved
 
 
@@ -215,6 +221,14 @@ def _detail(error: jsonschema.ValidationError, prefix: list[str | int]) -> Error
             "msg": f"Input should be {word} than or equal to {value}",
             "type": code,
             "ctx": {"ge" if kind == "minimum" else "le": value},
+        }
+    elif kind in ("exclusiveMinimum", "exclusiveMaximum"):
+        word, code = ("greater", "greater_than") if kind == "exclusiveMinimum" else ("less", "less_than")
+        detail = {
+            "loc": loc,
+            "msg": f"Input should be {word} than {value}",
+            "type": code,
+            "ctx": {"gt" if kind == "exclusiveMinimum" else "lt": value},
         }
     elif kind == "minLength":
         detail = {"loc": loc, "msg": f"String should have at least {value} characters", "type": "string_too_short"}

@@ -92,7 +92,8 @@ def test_vision_requires_image_urls(spec: Spec) -> None:
         ({}, {"x-fal-queue-priority": "urgent"}, {}, "enum"),
         ({}, {"x-fal-request-timeout": "2.5"}, {"x-fal-request-timeout": 2.5}, None),
         ({}, {"x-fal-request-timeout": "soon"}, {}, "float_parsing"),
-        ({}, {"x-fal-request-timeout": "-1"}, {}, "greater_than_equal"),
+        ({}, {"x-fal-request-timeout": "-1"}, {}, "greater_than"),
+        ({}, {"x-fal-request-timeout": "0"}, {}, "greater_than"),
     ],
 )
 def test_parameters_are_coerced_and_checked(

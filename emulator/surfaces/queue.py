@@ -87,7 +87,7 @@ async def handle(request: Request) -> Response:
         assert target.request_id is not None
         record = find(emulator, namespace, target)
         if target.action == "cancel":
-            return cancel(emulator, namespace, record, target.request_id)
+            return cancel(emulator, namespace, record)
         if record is None:
             raise not_found("Request not found")
         if target.action == "status":
@@ -185,7 +185,15 @@ def result(record: RequestRecord) -> Response:
     return output_response(record)
 
 
-def cancel(emulator: Emulator, namespace: str, record: RequestRecord | None, request_id: str) -> Response:
+def cancel(emulator: Emulator, namespace: str, record: RequestRecord | None) -> Response:
     outcome = CancelResult.NOT_FOUND if record is None else emulator.scheduler.cancel(namespace, record.id)
     code = {CancelResult.REQUESTED: 202, CancelResult.ALREADY_COMPLETED: 400, CancelResult.NOT_FOUND: 404}[outcome]
-    return json_response({"status": outcome.value}, code, {"x-fal-request-id": request_id})
+    headers = {} if record is None else {"x-fal-request-id": record.id}
+    return json_response({"status": outcome.value, "detail": _CANCEL_DETAILS[outcome]}, code, headers)
+
+
+_CANCEL_DETAILS = {
+    CancelResult.REQUESTED: "Cancellation requested",
+    CancelResult.ALREADY_COMPLETED: "Request already completed",
+    CancelResult.NOT_FOUND: "Request not found",
+}
