@@ -95,7 +95,7 @@ def banner(settings: Settings) -> str:
         f"  spec: {base}/openapi.yaml   health: {base}/_emulator/health\n"
         "Try it:\n"
         f"  curl -s{auth} -H 'Content-Type: application/json' \\\n"
-        f"    -d '{{\"prompt\": \"What is the meaning of life?\"}}' {base}/fal-ai/any-llm\n"
+        f'    -d \'{{"prompt": "What is the meaning of life?"}}\' {base}/fal-ai/any-llm\n'
     )
 
 

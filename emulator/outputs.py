@@ -73,9 +73,7 @@ FIXTURE_FILE_SCHEMA: JSON = {
                                     "required": ["message"],
                                     "properties": {
                                         "message": {"type": "string"},
-                                        "level": {
-                                            "enum": ["STDERR", "STDOUT", "ERROR", "INFO", "WARN", "DEBUG"]
-                                        },
+                                        "level": {"enum": ["STDERR", "STDOUT", "ERROR", "INFO", "WARN", "DEBUG"]},
                                     },
                                 },
                             ]
@@ -211,9 +209,7 @@ def _load_file(path: Path) -> list[Fixture]:
                 endpoint=match.get("endpoint"),
                 model=match.get("model"),
                 prompt=TextMatch.parse(match["prompt"], where) if "prompt" in match else None,
-                system_prompt=(
-                    TextMatch.parse(match["system_prompt"], where) if "system_prompt" in match else None
-                ),
+                system_prompt=(TextMatch.parse(match["system_prompt"], where) if "system_prompt" in match else None),
                 output=item.get("output"),
                 reasoning=item.get("reasoning"),
                 logs=logs,
@@ -349,8 +345,44 @@ _SENTENCES = (
 
 
 _LEADING_FILLER = frozenset(
-    "what how why who when where which is are was were do does did can could should would will "
-    "i you we me my your our the a an to of please tell explain describe give".split()
+    [
+        "what",
+        "how",
+        "why",
+        "who",
+        "when",
+        "where",
+        "which",
+        "is",
+        "are",
+        "was",
+        "were",
+        "do",
+        "does",
+        "did",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "i",
+        "you",
+        "we",
+        "me",
+        "my",
+        "your",
+        "our",
+        "the",
+        "a",
+        "an",
+        "to",
+        "of",
+        "please",
+        "tell",
+        "explain",
+        "describe",
+        "give",
+    ]
 )
 
 

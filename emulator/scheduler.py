@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -152,9 +153,11 @@ class Scheduler:
         plan = record.plan
         if plan is None or record.started_at is None:
             return 0
-        if record.done:
-            return len(plan.tokens) if record.failure is None else 0
-        return plan.tokens_ready(self.clock.now() - record.started_at)
+        if record.done and record.failure is None:
+            return len(plan.tokens)
+        # A run stopped mid-way (cancelled, failed) keeps what it had produced by then.
+        until = record.completed_at if record.completed_at is not None else self.clock.now()
+        return plan.tokens_ready(until - record.started_at)
 
     def token_due(self, record: RequestRecord, index: int) -> float | None:
         """When token ``index`` of a started run appears."""
@@ -289,7 +292,7 @@ class Scheduler:
                 return
             lane.starting[record.id] = record
             start_at = max(self.clock.now(), record.submitted_at + self.profile.queue_wait)
-            self._timer(lane, record, start_at, lambda record=record: self._start(record))
+            self._timer(lane, record, start_at, functools.partial(self._start, record))
 
     def _start(self, record: RequestRecord) -> None:
         lane = self._lanes.get(record.namespace)
@@ -305,7 +308,7 @@ class Scheduler:
         lane.logs_applied[record.id] = 0
         self._apply_logs(record, 0.0)
         for offset in sorted({offset for offset, _, _ in plan.logs if 0 < offset < plan.duration}):
-            self._timer(lane, record, now + offset, lambda offset=offset: self._log_tick(record, offset))
+            self._timer(lane, record, now + offset, functools.partial(self._log_tick, record, offset))
         self._timer(lane, record, now + plan.duration, lambda: self._complete(record))
         self._touch(record)
 

@@ -200,8 +200,8 @@ def _expected(values: list[Any]) -> str:
 def _detail(error: jsonschema.ValidationError, prefix: list[str | int]) -> ErrorDetail:
     """One jsonschema error as a FastAPI/pydantic error entry."""
     loc: list[str | int] = [*prefix, *error.absolute_path]
-    kind = error.validator
-    value = error.validator_value
+    kind = str(error.validator)
+    value: Any = error.validator_value
     detail: ErrorDetail
     if kind == "required":
         missing = re.match(r"'(.*)' is a required property", error.message)

@@ -14,7 +14,12 @@ def iso_timestamp(seconds: float) -> str:
 
 
 def log_entry(line: LogLine) -> JSON:
-    return {"message": line.message, "level": line.level, "source": line.source, "timestamp": iso_timestamp(line.timestamp)}
+    return {
+        "message": line.message,
+        "level": line.level,
+        "source": line.source,
+        "timestamp": iso_timestamp(line.timestamp),
+    }
 
 
 def request_urls(record: RequestRecord, base_url: str) -> JSON:

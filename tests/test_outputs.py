@@ -40,7 +40,11 @@ def outputs(tmp_path: Path) -> Outputs:
     [
         ("fal-ai/any-llm", {"prompt": "Hello", "model": "m"}, "exact"),
         ("fal-ai/any-llm", {"prompt": "Hello!"}, None),
-        ("fal-ai/any-llm", {"prompt": "the weather today", "system_prompt": "talk like a pirate"}, "contains-with-system"),
+        (
+            "fal-ai/any-llm",
+            {"prompt": "the weather today", "system_prompt": "talk like a pirate"},
+            "contains-with-system",
+        ),
         ("fal-ai/any-llm", {"prompt": "the weather today"}, None),
         ("fal-ai/any-llm/vision", {"prompt": "Describe it"}, "regex-on-vision"),
         ("fal-ai/any-llm", {"prompt": "Describe it"}, None),
@@ -58,7 +62,11 @@ def test_substitution_and_errors(outputs: Outputs) -> None:
     assert outputs.answer("fal-ai/any-llm", {"prompt": "Hello", "model": "x/y"}).text == "exact for x/y"
     failure = outputs.answer("fal-ai/any-llm", {"prompt": "[fail]"}).failure
     assert failure is not None
-    assert (failure.status_code, failure.detail, failure.error_type) == (503, "Runner disconnected", "runner_disconnected")
+    assert (failure.status_code, failure.detail, failure.error_type) == (
+        503,
+        "Runner disconnected",
+        "runner_disconnected",
+    )
 
 
 def test_builtin_fixtures_answer_the_seed_example() -> None:

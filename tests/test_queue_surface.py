@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 
 import httpx
 import pytest
 
 from emulator import Emulator, ManualClock
 from tests.conftest import AUTH
+from tests.helpers import drive
 
 pytestmark = pytest.mark.anyio
 
 BASE = "http://emulator.test"
 
 
-async def submit(client: httpx.AsyncClient, body: dict[str, object] | None = None, **kwargs: object) -> dict[str, object]:
+async def submit(
+    client: httpx.AsyncClient, body: dict[str, object] | None = None, **kwargs: object
+) -> dict[str, object]:
     response = await client.post("/fal-ai/any-llm", json=body or {"prompt": "Explain queues"}, **kwargs)  # type: ignore[arg-type]
     assert response.status_code == 200, response.text
     data: dict[str, object] = response.json()
@@ -142,7 +145,9 @@ async def test_cancel_in_each_state(client: httpx.AsyncClient, clock: ManualCloc
     assert response.json()["detail"] == "Request not found"
 
 
-async def test_queue_position_is_true_at_every_poll(client: httpx.AsyncClient, clock: ManualClock, emulator: Emulator) -> None:
+async def test_queue_position_is_true_at_every_poll(
+    client: httpx.AsyncClient, clock: ManualClock, emulator: Emulator
+) -> None:
     """Positions count down as earlier requests finish."""
     ids = [(await submit(client, {"prompt": f"question {i}"}))["request_id"] for i in range(5)]
 
@@ -309,18 +314,9 @@ async def test_status_stream_sends_each_change_then_closes(client: httpx.AsyncCl
     """The status stream emits queued, running (new logs only) and completed events, then ends."""
     rid = (await submit(client, {"prompt": "What is the meaning of life?"}))["request_id"]
 
-    async def drive() -> None:
-        for _ in range(200):
-            await asyncio.sleep(0)
-            clock.advance(0.05)
-
-    driver = asyncio.create_task(drive())
-    response = await client.get(f"/fal-ai/any-llm/requests/{rid}/status/stream", params={"logs": "1"})
-    await driver
+    response = await drive(clock, client.get(f"/fal-ai/any-llm/requests/{rid}/status/stream", params={"logs": "1"}))
     assert response.headers["content-type"].startswith("text/event-stream")
     events = [line.removeprefix("data: ") for line in response.text.splitlines() if line.startswith("data: ")]
-    import json
-
     bodies = [json.loads(e) for e in events]
     assert bodies[0]["status"] == "IN_QUEUE"
     assert bodies[-1]["status"] == "COMPLETED"

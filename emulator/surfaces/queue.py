@@ -50,8 +50,10 @@ def parse_path(path: str, spec: Spec) -> Target:
         index = segments.index("requests", 2)
         prefix = "/".join(segments[:index])
         rest = tuple(segments[index + 2 :])
-        if index + 1 < len(segments) and rest in _REQUEST_ACTIONS and (
-            prefix in spec.app_ids or prefix in spec.endpoints
+        if (
+            index + 1 < len(segments)
+            and rest in _REQUEST_ACTIONS
+            and (prefix in spec.app_ids or prefix in spec.endpoints)
         ):
             action, method = _REQUEST_ACTIONS[rest]
             return Target(action, method, prefix, segments[index + 1])
@@ -116,8 +118,10 @@ async def submit(request: Request, emulator: Emulator, namespace: str, endpoint:
     if isinstance(max_length, int) and scheduler.queue_length(namespace) >= max_length:
         raise HTTPProblem(
             429,
-            {"detail": f"Queue is full: {scheduler.queue_length(namespace)} requests waiting, "
-             f"fal_max_queue_length is {max_length}"},
+            {
+                "detail": f"Queue is full: {scheduler.queue_length(namespace)} requests waiting, "
+                f"fal_max_queue_length is {max_length}"
+            },
         )
     webhook = params.get("fal_webhook")
     record = scheduler.submit(

@@ -63,6 +63,9 @@ async def stream(emulator: Emulator, record: RequestRecord) -> Response:
     scheduler = emulator.scheduler
     while record.state is State.IN_QUEUE:
         await scheduler.wait(record, record.version)
+    if record.plan is not None and not record.plan.tokens:
+        # Nothing to stream (the run is planned to fail): answer once it ends, as JSON.
+        await scheduler.wait_done(record)
     if record.failure is not None:
         return failure_response(record, record.failure)
     headers = {"x-fal-request-id": record.id, "cache-control": "no-cache"}
@@ -79,7 +82,9 @@ async def output_events(emulator: Emulator, record: RequestRecord) -> AsyncItera
     text = ""
     while True:
         version = record.version
-        ready = min(scheduler.tokens_ready(record), len(tokens) - 1)
+        # The last token goes out with the final event, unless the run stopped early.
+        stopped_early = record.done and record.failure is not None
+        ready = min(scheduler.tokens_ready(record), len(tokens) if stopped_early else len(tokens) - 1)
         while sent < ready:
             text += tokens[sent]
             sent += 1

@@ -1,0 +1,76 @@
+"""Streaming endpoints over a real socket, on uvicorn and on hypercorn."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import httpx
+
+from tests.conftest import AUTH
+from tests.servers import RunningServer
+
+
+def sse_data(lines: list[str]) -> list[dict[str, object]]:
+    return [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data: ")]
+
+
+def test_status_stream_follows_a_request_to_completion(live_server: RunningServer) -> None:
+    """Queued, running and completed events arrive in order, logs once each, then the server closes."""
+    with httpx.Client(base_url=live_server.base_url, headers=AUTH, timeout=20) as http:
+        rid = http.post("/fal-ai/any-llm", json={"prompt": "What is the meaning of life?"}).json()["request_id"]
+        with http.stream("GET", f"/fal-ai/any-llm/requests/{rid}/status/stream", params={"logs": "1"}) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = sse_data(list(response.iter_lines()))
+    states = [e["status"] for e in events]
+    assert states[0] in ("IN_QUEUE", "IN_PROGRESS")
+    assert states[-1] == "COMPLETED"
+    assert "IN_PROGRESS" in states
+    assert states.index("IN_PROGRESS") < states.index("COMPLETED")
+    messages = [log["message"] for e in events if e["logs"] for log in e["logs"]]  # type: ignore[attr-defined]
+    assert len(messages) == len(set(messages))
+    assert messages[-1].startswith("Generated")
+    assert events[-1]["metrics"]["inference_time"] > 0  # type: ignore[index]
+
+
+def test_status_stream_of_a_completed_request_is_one_event(live_server: RunningServer) -> None:
+    """A finished request's stream sends its final state and closes."""
+    with httpx.Client(base_url=live_server.base_url, headers=AUTH, timeout=20) as http:
+        output = http.post("/run/fal-ai/any-llm", json={"prompt": "short", "max_tokens": 3})
+        rid = output.headers["x-fal-request-id"]
+        with http.stream("GET", f"/fal-ai/any-llm/requests/{rid}/status/stream") as response:
+            events = sse_data(list(response.iter_lines()))
+    assert [e["status"] for e in events] == ["COMPLETED"]
+    assert events[0]["logs"] is None
+
+
+def test_run_stream_is_cumulative_and_ends_with_partial_false(live_server: RunningServer) -> None:
+    """Each event's output extends the previous one; only the last has partial false; then it closes."""
+    with (
+        httpx.Client(base_url=live_server.base_url, headers=AUTH, timeout=20) as http,
+        http.stream("POST", "/run/fal-ai/any-llm/stream", json={"prompt": "What is the meaning of life?"}) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        rid = response.headers["x-fal-request-id"]
+        events = sse_data(list(response.iter_lines()))
+    outputs = [str(e["output"]) for e in events]
+    assert len(events) > 5
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(outputs))
+    assert [e["partial"] for e in events] == [True] * (len(events) - 1) + [False]
+    assert all(e["error"] is None for e in events)
+    assert outputs[-1].startswith("The meaning of life is subjective")
+    with httpx.Client(base_url=live_server.base_url, headers=AUTH) as http:
+        result = http.get(f"/fal-ai/any-llm/requests/{rid}")
+    assert result.json()["output"] == outputs[-1]
+
+
+def test_sync_run_returns_the_output(live_server: RunningServer) -> None:
+    """POST /run/<endpoint> waits for the output and returns it with the request id."""
+    with httpx.Client(base_url=live_server.base_url, headers=AUTH, timeout=20) as http:
+        response = http.post("/run/fal-ai/any-llm", json={"prompt": "echo: hello socket"})
+    assert response.status_code == 200
+    assert response.json() == {"output": "echo: hello socket", "partial": False, "error": None}
+    assert response.headers["x-fal-request-id"]
+    assert response.headers["x-fal-billable-units"] == "1"
