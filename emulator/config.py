@@ -11,6 +11,13 @@ from typing import Any
 from emulator.spec import DEFAULT_SPEC_PATH
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """Where the emulator keeps what outlives a run (keys, certificates, uploads): XDG data home."""
+    base = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".local" / "share")
+    return Path(base) / "any-llm-emulator"
+
 BUILTIN_FIXTURES = PACKAGE_DIR / "fixtures"
 ENV_PREFIX = "ANY_LLM_EMULATOR_"
 
@@ -37,6 +44,7 @@ class Settings:
     retention_count: int = 100_000
     require_auth: bool = True
     keepalive_seconds: float = 15.0
+    data_dir: Path | None = None  # None: default_data_dir() of the environment
     spec_path: Path = field(default=DEFAULT_SPEC_PATH)
 
     def __post_init__(self) -> None:
@@ -55,6 +63,9 @@ class Settings:
             problems.append("max_body_bytes must be positive")
         if problems:
             raise SettingsError("; ".join(problems))
+
+    def resolved_data_dir(self, environ: Mapping[str, str]) -> Path:
+        return self.data_dir if self.data_dir is not None else default_data_dir(environ)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -94,6 +105,6 @@ def _parse(name: str, raw: str) -> Any:
         raise SettingsError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a boolean")
     if name == "fixtures":
         return tuple(Path(part) for part in raw.split(":") if part)
-    if name == "spec_path":
+    if name in ("spec_path", "data_dir"):
         return Path(raw)
     return raw
