@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -17,6 +18,7 @@ from emulator.service import Emulator
 from emulator.store import Store
 from emulator.surfaces import control, queue, run
 from emulator.surfaces.common import json_response
+from emulator.surfaces.journal import JournalMiddleware
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -67,7 +69,12 @@ def create_app(
         Mount("/run", routes=[Route("/{path:path}", run.handle, methods=ALL_METHODS)]),
         Route("/{path:path}", queue.handle, methods=ALL_METHODS),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, 500: server_error})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(JournalMiddleware, emulator=emulator)],
+        exception_handlers={HTTPException: http_error, 500: server_error},
+    )
     app.state.emulator = emulator
     return app
 

@@ -66,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
         const=False,
         help=f"accept requests without an Authorization header {_env_help('require_auth')}=0",
     )
+    serve.add_argument(
+        "--concurrency-limit",
+        type=int,
+        help=f"requests in flight per key before submit answers 429; 0 = none {_env_help('concurrency_limit')}",
+    )
+    serve.add_argument(
+        "--control-token",
+        help=f"require this token (X-Emulator-Token or Bearer) on /_emulator/ calls {_env_help('control_token')}",
+    )
+    serve.add_argument(
+        "--journal-size", type=int, help=f"requests kept in the journal; 0 turns it off {_env_help('journal_size')}"
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request (slower)")
     return parser
 
@@ -82,6 +94,9 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         "clock": args.clock,
         "max_body_bytes": args.max_body_bytes,
         "require_auth": args.require_auth,
+        "concurrency_limit": args.concurrency_limit,
+        "control_token": args.control_token,
+        "journal_size": args.journal_size,
     }
     return Settings.from_env(environ, **overrides)
 

@@ -21,7 +21,7 @@ class TimerHandle(Protocol):
 
 
 class Clock(Protocol):
-    """Time and timers, in unix seconds."""
+    """Time and timers, in unix seconds; ``advance`` moves time on, firing what falls due."""
 
     def now(self) -> float: ...
 
@@ -29,22 +29,83 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
+    def advance(self, seconds: float) -> int: ...
+
+
+class _SystemTimer:
+    __slots__ = ("callback", "cancelled", "handle", "when")
+
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+        self.handle: asyncio.Handle | None = None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.handle is not None:
+            self.handle.cancel()
+
+    def fire(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self.callback()
+
 
 class SystemClock:
-    """Wall-clock time; timers run on the running asyncio loop."""
+    """Wall-clock time, which ``advance`` can also jump forward (firing what falls due)."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        # Timers are only tracked once the clock has been advanced: a jump must fire the
+        # ones that fall due, and the loop would otherwise fire them at the old wall time.
+        self._timers: list[tuple[float, int, _SystemTimer]] = []
+        self._seq = itertools.count()
 
     def now(self) -> float:
-        return time.time()
+        return time.time() + self._offset
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
         loop = asyncio.get_running_loop()
-        delay = when - time.time()
-        if delay <= 0:
-            return loop.call_soon(callback)
-        return loop.call_later(delay, callback)
+        timer = _SystemTimer(when, callback)
+        delay = when - self.now()
+        timer.handle = loop.call_soon(timer.fire) if delay <= 0 else loop.call_later(delay, timer.fire)
+        if delay > 0:
+            heapq.heappush(self._timers, (when, next(self._seq), timer))
+            if len(self._timers) > 1024 and self._timers[0][2].cancelled:
+                self._timers = [entry for entry in self._timers if not entry[2].cancelled]
+                heapq.heapify(self._timers)
+        return timer
 
     async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        timer = self.call_at(self.now() + max(0.0, seconds), wake)
+        try:
+            await future
+        finally:
+            timer.cancel()
+
+    def advance(self, seconds: float) -> int:
+        """Jump forward by ``seconds``; fire, in time order, every timer that falls due."""
+        if seconds < 0:
+            raise ValueError("the clock cannot go backwards")
+        self._offset += seconds
+        now = self.now()
+        fired = 0
+        while self._timers and self._timers[0][0] <= now:
+            _, _, timer = heapq.heappop(self._timers)
+            if timer.cancelled:
+                continue
+            timer.cancel()
+            timer.callback()
+            fired += 1
+        return fired
 
 
 class _ManualTimer:

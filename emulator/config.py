@@ -18,6 +18,7 @@ def default_data_dir(environ: Mapping[str, str]) -> Path:
     base = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".local" / "share")
     return Path(base) / "any-llm-emulator"
 
+
 BUILTIN_FIXTURES = PACKAGE_DIR / "fixtures"
 ENV_PREFIX = "ANY_LLM_EMULATOR_"
 
@@ -45,6 +46,10 @@ class Settings:
     require_auth: bool = True
     keepalive_seconds: float = 15.0
     data_dir: Path | None = None  # None: default_data_dir() of the environment
+    concurrency_limit: int = 0  # requests in flight per key; 0 means no limit
+    control_token: str | None = None
+    journal_size: int = 1000
+    journal_body_bytes: int = 4096
     spec_path: Path = field(default=DEFAULT_SPEC_PATH)
 
     def __post_init__(self) -> None:
@@ -59,6 +64,8 @@ class Settings:
             problems.append("runners must be at least 1")
         if not 0 <= self.port <= 65535:
             problems.append(f"port must be between 0 and 65535, not {self.port}")
+        if self.concurrency_limit < 0 or self.journal_size < 0 or self.journal_body_bytes < 0:
+            problems.append("concurrency_limit, journal_size and journal_body_bytes cannot be negative")
         if self.max_body_bytes < 1:
             problems.append("max_body_bytes must be positive")
         if problems:
@@ -83,7 +90,8 @@ class Settings:
         return cls(**values)
 
 
-_INTS = {"port", "seed", "runners", "max_body_bytes", "retention_count"}
+_INTS = {"port", "seed", "runners", "max_body_bytes", "retention_count", "concurrency_limit", "journal_size"}
+_INTS |= {"journal_body_bytes"}
 _FLOATS = {"retention_seconds", "keepalive_seconds"}
 _BOOLS = {"require_auth"}
 

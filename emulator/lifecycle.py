@@ -55,19 +55,36 @@ PROFILES = {
 }
 
 
+def queue_wait(answer: Answer, profile: Profile) -> float:
+    """How long a request waits for a free runner to pick it up."""
+    if answer.timing is not None and answer.timing.queue_wait is not None:
+        return answer.timing.queue_wait
+    return profile.queue_wait
+
+
 def make_plan(answer: Answer, profile: Profile, model: str | None) -> Plan:
-    """Lay out one run: when each token appears, which log lines are written when, how it ends."""
-    tokens = () if answer.failure is not None else split_tokens(answer.text)
+    """Lay out one run: when each token appears, which log lines are written when, how it ends.
+
+    A failing answer with text streams that text and then fails (a runner lost mid-way); a
+    failing answer without text fails before the first token (the input was refused).
+    """
+    tokens = split_tokens(answer.text) if answer.text else ()
+    timing = answer.timing
     rate = profile.tokens_per_second(model)
+    if timing is not None and timing.tokens_per_second is not None:
+        rate = timing.tokens_per_second
     per_token = 0.0 if rate <= 0 else 1.0 / rate
     first = profile.first_token_after
-    duration = first + per_token * len(tokens)
+    if timing is not None and timing.first_token_after is not None:
+        first = timing.first_token_after
+    duration = first + per_token * len(tokens) if tokens or answer.failure is None else first
     logs: list[tuple[float, str, str]] = [(0.0, "INFO", f"Running {model or 'default model'} through OpenRouter")]
     extra = answer.logs
     for index, (message, level) in enumerate(extra):
         logs.append((duration * (index + 1) / (len(extra) + 1), level, message))
-    if answer.failure is None:
+    if tokens:
         logs.append((first, "INFO", "Receiving tokens"))
+    if answer.failure is None:
         logs.append((duration, "INFO", f"Generated {len(tokens)} tokens in {duration:.2f}s"))
     else:
         logs.append((duration, "ERROR", answer.failure.message))

@@ -108,6 +108,7 @@ class RequestRecord:
     plan: Plan | None = None
     output: JSON | None = None
     failure: Failure | None = None
+    paused_at: float | None = None
     version: int = 0
 
     @property

@@ -14,6 +14,7 @@ import jsonschema
 import yaml
 from faker import Faker
 
+from emulator.faults import FaultError, Rule
 from emulator.models import JSON, Failure
 
 FIXTURE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -33,6 +34,17 @@ _TEXT_MATCH = {
             },
         },
     ]
+}
+
+_ERROR = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["status"],
+    "properties": {
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {},
+        "error_type": {"type": "string"},
+    },
 }
 
 # The shape of a fixture file. Fixture files are the emulator's own format, not the
@@ -79,18 +91,37 @@ FIXTURE_FILE_SCHEMA: JSON = {
                             ]
                         },
                     },
-                    "error": {
+                    "error": _ERROR,
+                    "timing": {
                         "type": "object",
                         "additionalProperties": False,
-                        "required": ["status"],
                         "properties": {
-                            "status": {"type": "integer", "minimum": 400, "maximum": 599},
-                            "detail": {},
-                            "error_type": {"type": "string"},
+                            "queue_wait": {"type": "number", "minimum": 0},
+                            "first_token_after": {"type": "number", "minimum": 0},
+                            "tokens_per_second": {"type": "number", "exclusiveMinimum": 0},
+                        },
+                    },
+                    "faults": {"type": "array", "items": {"type": "object"}},
+                    "outcomes": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "output": {"type": "string"},
+                                "reasoning": {"type": "string"},
+                                "error": _ERROR,
+                                "faults": {"type": "array", "items": {"type": "object"}},
+                            },
+                            "not": {"required": ["output", "error"]},
                         },
                     },
                 },
-                "not": {"required": ["output", "error"]},
+                "allOf": [
+                    {"not": {"required": ["output", "error"]}},
+                    {"not": {"anyOf": [{"required": ["outcomes", "output"]}, {"required": ["outcomes", "error"]}]}},
+                ],
             },
         }
     },
@@ -133,8 +164,27 @@ class TextMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Timing:
+    """Per-fixture timing that overrides the profile's."""
+
+    queue_wait: float | None = None
+    first_token_after: float | None = None
+    tokens_per_second: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One answer a fixture gives: text or an error, and the fault rules it attaches."""
+
+    output: str | None = None
+    reasoning: str | None = None
+    error: Failure | None = None
+    faults: tuple[JSON, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Fixture:
-    """One canned answer and the inputs it applies to."""
+    """Canned answers (one, or a sequence for repeated calls) and the inputs they apply to."""
 
     name: str
     source: str
@@ -142,10 +192,9 @@ class Fixture:
     model: str | None = None
     prompt: TextMatch | None = None
     system_prompt: TextMatch | None = None
-    output: str | None = None
-    reasoning: str | None = None
+    outcomes: tuple[Outcome, ...] = (Outcome(),)
     logs: tuple[tuple[str, str], ...] = ()
-    error: Failure | None = None
+    timing: Timing | None = None
 
     def matches(self, endpoint: str, inputs: Mapping[str, Any]) -> bool:
         if self.endpoint is not None and self.endpoint != endpoint:
@@ -159,13 +208,15 @@ class Fixture:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What one request produces: text (or a failure), optional reasoning, log lines."""
+    """What one request produces: text (or a failure), optional reasoning, logs, timing, faults."""
 
     text: str
     reasoning: str | None = None
     logs: tuple[tuple[str, str], ...] = ()
     failure: Failure | None = None
     fixture: str | None = None
+    timing: Timing | None = None
+    faults: tuple[JSON, ...] = ()
 
     def output(self, text: str | None = None, *, partial: bool = False) -> JSON:
         """The any-llm output object, optionally for a prefix of the text."""
@@ -173,6 +224,33 @@ class Answer:
         if self.reasoning is not None:
             body["reasoning"] = self.reasoning
         return body
+
+
+def _failure(spec: Mapping[str, Any] | None, name: str) -> Failure | None:
+    if spec is None:
+        return None
+    return Failure(spec["status"], spec.get("detail", f"Fixture {name} failed"), spec.get("error_type"))
+
+
+_RULE_KEYS = ("actions", "times", "probability")
+
+
+def _fault_rules(raw: list[JSON], where: str) -> tuple[JSON, ...]:
+    """Normalise fault rules to ``{"fault": {...}, "actions", "times", "probability"}`` and check them
+    now, so a bad one stops the server at start rather than mid-test."""
+    rules = []
+    for index, entry in enumerate(raw):
+        if "fault" in entry:
+            rule = dict(entry)
+        else:
+            rule = {k: v for k, v in entry.items() if k in _RULE_KEYS}
+            rule["fault"] = {k: v for k, v in entry.items() if k not in _RULE_KEYS}
+        try:
+            Rule.parse(rule)
+        except FaultError as exc:
+            raise FixtureError(f"{where}: faults/{index}: {exc}") from exc
+        rules.append(rule)
+    return tuple(rules)
 
 
 def _load_file(path: Path) -> list[Fixture]:
@@ -188,32 +266,40 @@ def _load_file(path: Path) -> list[Fixture]:
         raise FixtureError(f"{path}: at {where}: {error.message}")
     fixtures = []
     for index, item in enumerate(data["fixtures"]):
-        where = f"{path}: fixtures/{index} ({item['name']})"
+        name = item["name"]
+        where = f"{path}: fixtures/{index} ({name})"
         match = item.get("match", {})
-        error_spec = item.get("error")
-        failure = None
-        if error_spec is not None:
-            failure = Failure(
-                error_spec["status"],
-                error_spec.get("detail", f"Fixture {item['name']} failed"),
-                error_spec.get("error_type"),
+        shared_faults = _fault_rules(item.get("faults", []), where)
+        if "outcomes" in item:
+            outcomes = tuple(
+                Outcome(
+                    output=o.get("output"),
+                    reasoning=o.get("reasoning", item.get("reasoning")),
+                    error=_failure(o.get("error"), name),
+                    faults=shared_faults + _fault_rules(o.get("faults", []), f"{where}: outcomes/{n}"),
+                )
+                for n, o in enumerate(item["outcomes"])
+            )
+        else:
+            outcomes = (
+                Outcome(item.get("output"), item.get("reasoning"), _failure(item.get("error"), name), shared_faults),
             )
         logs = tuple(
             (line, "INFO") if isinstance(line, str) else (line["message"], line.get("level", "INFO"))
             for line in item.get("logs", ())
         )
+        timing = Timing(**item["timing"]) if "timing" in item else None
         fixtures.append(
             Fixture(
-                name=item["name"],
+                name=name,
                 source=str(path),
                 endpoint=match.get("endpoint"),
                 model=match.get("model"),
                 prompt=TextMatch.parse(match["prompt"], where) if "prompt" in match else None,
                 system_prompt=(TextMatch.parse(match["system_prompt"], where) if "system_prompt" in match else None),
-                output=item.get("output"),
-                reasoning=item.get("reasoning"),
+                outcomes=outcomes,
                 logs=logs,
-                error=failure,
+                timing=timing,
             )
         )
     return fixtures
@@ -268,6 +354,7 @@ class Outputs:
 
     def __post_init__(self) -> None:
         self._faker = Faker("en_US")
+        self._calls: dict[tuple[str, str], int] = {}
 
     def find(self, endpoint: str, inputs: Mapping[str, Any]) -> Fixture | None:
         for fixture in self.fixtures:
@@ -275,7 +362,8 @@ class Outputs:
                 return fixture
         return None
 
-    def answer(self, endpoint: str, inputs: Mapping[str, Any]) -> Answer:
+    def answer(self, endpoint: str, inputs: Mapping[str, Any], namespace: str = "") -> Answer:
+        """The answer for an input; a fixture with outcomes gives the next one for this namespace."""
         fixture = self.find(endpoint, inputs)
         wants_reasoning = bool(inputs.get("reasoning"))
         if fixture is None:
@@ -283,13 +371,30 @@ class Outputs:
                 text=self._generate(endpoint, inputs),
                 reasoning=self._generate(endpoint, inputs, words=24, salt="reasoning") if wants_reasoning else None,
             )
+        key = (namespace, fixture.name)
+        calls = self._calls.get(key, 0)
+        self._calls[key] = calls + 1
+        outcome = fixture.outcomes[min(calls, len(fixture.outcomes) - 1)]
         reasoning = None
-        if wants_reasoning and fixture.reasoning is not None:
-            reasoning = _substitute(fixture.reasoning, endpoint, inputs)
+        if wants_reasoning and outcome.reasoning is not None:
+            reasoning = _substitute(outcome.reasoning, endpoint, inputs)
         elif wants_reasoning:
             reasoning = self._generate(endpoint, inputs, words=24, salt="reasoning")
-        text = "" if fixture.output is None else _substitute(fixture.output, endpoint, inputs)
-        return Answer(text, reasoning, fixture.logs, fixture.error, fixture.name)
+        if outcome.output is not None:
+            text = _substitute(outcome.output, endpoint, inputs)
+        elif outcome.error is not None:
+            text = ""
+        else:
+            text = self._generate(endpoint, inputs)
+        return Answer(text, reasoning, fixture.logs, outcome.error, fixture.name, fixture.timing, outcome.faults)
+
+    def reset_counts(self, namespace: str | None = None) -> None:
+        """Start every fixture's outcome sequence again (for one namespace, or all)."""
+        if namespace is None:
+            self._calls.clear()
+        else:
+            for key in [k for k in self._calls if k[0] == namespace]:
+                del self._calls[key]
 
     def _generate(self, endpoint: str, inputs: Mapping[str, Any], *, words: int | None = None, salt: str = "") -> str:
         key = json.dumps(

@@ -1,4 +1,4 @@
-"""The queue: runners, FIFO order with priorities, deadlines, cancellation.
+"""The queue: runners, FIFO order with priorities, deadlines, cancellation, holds.
 
 Everything here is driven by the injected clock's timers, so a run is a sequence of
 synchronous transitions; nothing sleeps. Each namespace (API key) has its own queue and
@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import enum
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emulator.clock import Clock, TimerHandle
+from emulator.faults import LIFECYCLE_KINDS, Fault, Faults, Rule
 from emulator.ids import IdFactory
-from emulator.lifecycle import Profile, billable_units, make_plan
+from emulator.lifecycle import Profile, billable_units, make_plan, queue_wait
 from emulator.models import CANCELLED, JSON, REQUEST_TIMEOUT, Failure, LogLine, Priority, RequestRecord, State
-from emulator.outputs import Outputs
+from emulator.outputs import Answer, Outputs, split_tokens
 from emulator.store import Store
 
 
@@ -28,6 +30,10 @@ class CancelResult(enum.Enum):
     REQUESTED = "CANCELLATION_REQUESTED"
     ALREADY_COMPLETED = "ALREADY_COMPLETED"
     NOT_FOUND = "NOT_FOUND"
+
+
+class TransitionError(ValueError):
+    """A control action that does not apply to the request's current state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,7 @@ class Submission:
     priority: Priority = Priority.NORMAL
     timeout: float | None = None
     webhook_url: str | None = None
+    action: str = "submit"
 
 
 def _seq(record: RequestRecord) -> int:
@@ -55,6 +62,10 @@ class _Lane:
     running: dict[str, RequestRecord] = field(default_factory=dict)
     timers: dict[str, list[TimerHandle]] = field(default_factory=dict)
     logs_applied: dict[str, int] = field(default_factory=dict)
+    answers: dict[str, Answer] = field(default_factory=dict)
+    # Held in the queue (never picked up) or held mid-run (paused), until released.
+    held: set[str] = field(default_factory=set)
+    hold_on_start: set[str] = field(default_factory=set)
     # Waiters on queued records: woken when the queue moves, since positions change then.
     movement: list[asyncio.Future[bool]] = field(default_factory=list)
 
@@ -66,14 +77,19 @@ class _Lane:
         return len(self.waiting[0]) + len(self.waiting[1])
 
     def enqueue(self, record: RequestRecord) -> None:
-        # Sequence numbers only grow, so appending keeps each list sorted.
-        self.waiting[record.priority].append(record)
+        waiting = self.waiting[record.priority]
+        if not waiting or waiting[-1].seq < record.seq:
+            waiting.append(record)
+        else:  # put back after a hold: keep the list sorted by arrival
+            waiting.insert(bisect.bisect_left(waiting, record.seq, key=_seq), record)
 
     def pop_next(self) -> RequestRecord | None:
         for waiting in self.waiting:
-            if waiting:
-                self.moved()
-                return waiting.pop(0)
+            for index, record in enumerate(waiting):
+                if record.id not in self.held:
+                    del waiting[index]
+                    self.moved()
+                    return record
         return None
 
     def remove_waiting(self, record: RequestRecord) -> bool:
@@ -101,6 +117,10 @@ class _Lane:
             ahead += len(waiting)
         return ahead
 
+    def cancel_timers(self, record: RequestRecord) -> None:
+        for handle in self.timers.pop(record.id, ()):
+            handle.cancel()
+
 
 class Scheduler:
     """Accepts submissions, runs them on a bounded set of runners, and records every change."""
@@ -114,6 +134,7 @@ class Scheduler:
         profile: Profile,
         runners: int = 2,
         ids: IdFactory | None = None,
+        faults: Faults | None = None,
     ) -> None:
         if runners < 1:
             raise ValueError("runners must be at least 1")
@@ -123,6 +144,7 @@ class Scheduler:
         self.profile = profile
         self.runners = runners
         self.ids = ids or IdFactory(clock)
+        self.faults = faults or Faults()
         self.paused = False
         self.on_complete: list[Callable[[RequestRecord], None]] = []
         self._lanes: dict[str, _Lane] = {}
@@ -148,6 +170,13 @@ class Scheduler:
         lane = self._lanes.get(namespace)
         return 0 if lane is None else lane.queued() + lane.busy
 
+    def is_held(self, record: RequestRecord) -> bool:
+        lane = self._lanes.get(record.namespace)
+        return lane is not None and (record.id in lane.held or record.paused_at is not None)
+
+    def namespaces(self) -> list[str]:
+        return list(self._lanes)
+
     def tokens_ready(self, record: RequestRecord) -> int:
         """How many output tokens a run has produced by now."""
         plan = record.plan
@@ -155,14 +184,14 @@ class Scheduler:
             return 0
         if record.done and record.failure is None:
             return len(plan.tokens)
-        # A run stopped mid-way (cancelled, failed) keeps what it had produced by then.
-        until = record.completed_at if record.completed_at is not None else self.clock.now()
+        # A run stopped mid-way (cancelled, failed, held) keeps what it had produced by then.
+        until = record.completed_at or record.paused_at or self.clock.now()
         return plan.tokens_ready(until - record.started_at)
 
     def token_due(self, record: RequestRecord, index: int) -> float | None:
-        """When token ``index`` of a started run appears."""
+        """When token ``index`` of a started run appears (None while held)."""
         plan = record.plan
-        if plan is None or record.started_at is None:
+        if plan is None or record.started_at is None or record.paused_at is not None:
             return None
         return record.started_at + plan.first_token_after + plan.seconds_per_token * index
 
@@ -184,6 +213,13 @@ class Scheduler:
             billable_units=billable_units(submission.input.get("model")),
         )
         lane = self._lanes.setdefault(namespace, _Lane())
+        answer = self.outputs.answer(submission.endpoint, submission.input, namespace)
+        for raw in answer.faults:
+            self.faults.add(dataclasses.replace(Rule.parse(raw, namespace=namespace), request_id=record.id))
+        fault = self.faults.match(
+            submission.action, namespace, endpoint=submission.endpoint, request_id=record.id, kinds=LIFECYCLE_KINDS
+        )
+        lane.answers[record.id] = _apply_lifecycle_fault(answer, fault, lane, record)
         self.store.add(record)
         lane.enqueue(record)
         self.store.save(record, now)
@@ -191,7 +227,7 @@ class Scheduler:
         self._dispatch(lane)
         if submission.timeout is not None:
             record.deadline = now + submission.timeout
-            self._timer(lane, record, record.deadline, lambda: self._expire(record))
+            self._timer(lane, record, record.deadline, functools.partial(self._expire, record))
         return record
 
     def cancel(self, namespace: str, request_id: str) -> CancelResult:
@@ -211,6 +247,65 @@ class Scheduler:
         for lane in list(self._lanes.values()):
             self._dispatch(lane)
 
+    def set_runners(self, runners: int) -> None:
+        if runners < 1:
+            raise ValueError("runners must be at least 1")
+        self.runners = runners
+        for lane in list(self._lanes.values()):
+            self._dispatch(lane)
+
+    def hold(self, record: RequestRecord) -> None:
+        """Keep a request where it is (queued, or mid-run) until ``release``."""
+        lane = self._live_lane(record)
+        if record.state is State.IN_QUEUE:
+            lane.held.add(record.id)
+            return
+        if record.paused_at is None:
+            lane.cancel_timers(record)
+            record.paused_at = self.clock.now()
+            self._touch(record)
+
+    def release(self, record: RequestRecord) -> None:
+        """Let a held request go on from where it stopped."""
+        lane = self._live_lane(record)
+        lane.hold_on_start.discard(record.id)
+        if record.id in lane.held:
+            lane.held.discard(record.id)
+            self._dispatch(lane)
+        if record.paused_at is not None and record.started_at is not None:
+            record.started_at += self.clock.now() - record.paused_at
+            record.paused_at = None
+            self._schedule_run(lane, record)
+            self._touch(record)
+
+    def start(self, record: RequestRecord) -> None:
+        """Start a queued request now, whatever the runners are doing."""
+        lane = self._live_lane(record)
+        if record.state is not State.IN_QUEUE:
+            raise TransitionError(f"request {record.id} is {record.state.value}, not IN_QUEUE")
+        lane.held.discard(record.id)
+        if not lane.remove_waiting(record):
+            lane.starting.pop(record.id, None)
+        lane.starting[record.id] = record
+        self._start(record)
+
+    def complete(self, record: RequestRecord) -> None:
+        """Finish a request now, successfully, with its whole planned output."""
+        lane = self._live_lane(record)
+        if record.state is State.IN_QUEUE:
+            self.start(record)
+        plan = record.plan
+        assert plan is not None
+        self._apply_logs(lane, record, float("inf"))
+        # A plan that was going to fail has no output object: build one from its tokens.
+        output = plan.output or {"output": "".join(plan.tokens), "partial": False, "error": None}
+        self._finish(record, None, output)
+
+    def fail(self, record: RequestRecord, failure: Failure) -> None:
+        """Finish a request now with an error."""
+        self._live_lane(record)
+        self._finish(record, failure)
+
     def reset(self, namespace: str | None = None) -> None:
         """Forget every request (or one namespace's), stopping their timers."""
         names = list(self._lanes) if namespace is None else [namespace]
@@ -221,6 +316,7 @@ class Scheduler:
             for handles in lane.timers.values():
                 for handle in handles:
                     handle.cancel()
+            lane.moved()
         self.store.clear(namespace)
         for key in [k for k in self._waiters if namespace is None or k[0] == namespace]:
             for future in self._waiters.pop(key):
@@ -275,6 +371,12 @@ class Scheduler:
 
     # -- transitions -----------------------------------------------------------------------
 
+    def _live_lane(self, record: RequestRecord) -> _Lane:
+        lane = self._lanes.get(record.namespace)
+        if lane is None or record.done:
+            raise TransitionError(f"request {record.id} has already completed")
+        return lane
+
     def _timer(self, lane: _Lane, record: RequestRecord, when: float, callback: Callable[[], None]) -> None:
         lane.timers.setdefault(record.id, []).append(self.clock.call_at(when, callback))
 
@@ -291,33 +393,48 @@ class Scheduler:
             if record is None:
                 return
             lane.starting[record.id] = record
-            start_at = max(self.clock.now(), record.submitted_at + self.profile.queue_wait)
+            answer = lane.answers.get(record.id)
+            wait = queue_wait(answer, self.profile) if answer else self.profile.queue_wait
+            start_at = max(self.clock.now(), record.submitted_at + wait)
             self._timer(lane, record, start_at, functools.partial(self._start, record))
 
     def _start(self, record: RequestRecord) -> None:
         lane = self._lanes.get(record.namespace)
         if lane is None or lane.starting.pop(record.id, None) is None:
             return
-        now = self.clock.now()
-        answer = self.outputs.answer(record.endpoint, record.input)
-        plan = make_plan(answer, self.profile, record.input.get("model"))
+        if record.id in lane.held:
+            # Held while a runner was picking it up: back to the queue, runner freed.
+            lane.enqueue(record)
+            self._dispatch(lane)
+            return
+        answer = lane.answers.pop(record.id, None) or self.outputs.answer(record.endpoint, record.input)
+        record.plan = make_plan(answer, self.profile, record.input.get("model"))
         record.state = State.IN_PROGRESS
-        record.started_at = now
-        record.plan = plan
+        record.started_at = self.clock.now()
         lane.running[record.id] = record
         lane.logs_applied[record.id] = 0
-        self._apply_logs(record, 0.0)
-        for offset in sorted({offset for offset, _, _ in plan.logs if 0 < offset < plan.duration}):
-            self._timer(lane, record, now + offset, functools.partial(self._log_tick, record, offset))
-        self._timer(lane, record, now + plan.duration, lambda: self._complete(record))
+        self._apply_logs(lane, record, 0.0)
+        if record.id in lane.hold_on_start:
+            lane.hold_on_start.discard(record.id)
+            record.paused_at = record.started_at
+        else:
+            self._schedule_run(lane, record)
         self._touch(record)
 
-    def _apply_logs(self, record: RequestRecord, upto: float) -> bool:
-        lane = self._lanes[record.namespace]
+    def _schedule_run(self, lane: _Lane, record: RequestRecord) -> None:
+        """Timers for the rest of a run: its remaining log lines and its completion."""
         plan = record.plan
         assert plan is not None and record.started_at is not None
-        applied = lane.logs_applied.get(record.id, 0)
-        start = applied
+        elapsed = self.clock.now() - record.started_at
+        for offset in sorted({offset for offset, _, _ in plan.logs if elapsed < offset < plan.duration}):
+            when = record.started_at + offset
+            self._timer(lane, record, when, functools.partial(self._log_tick, record, offset))
+        self._timer(lane, record, record.started_at + plan.duration, functools.partial(self._complete, record))
+
+    def _apply_logs(self, lane: _Lane, record: RequestRecord, upto: float) -> bool:
+        plan = record.plan
+        assert plan is not None and record.started_at is not None
+        applied = start = lane.logs_applied.get(record.id, 0)
         while applied < len(plan.logs) and plan.logs[applied][0] <= upto:
             offset, level, message = plan.logs[applied]
             record.logs.append(LogLine(message, level, record.started_at + offset))
@@ -326,13 +443,15 @@ class Scheduler:
         return applied > start
 
     def _log_tick(self, record: RequestRecord, offset: float) -> None:
-        if record.state is State.IN_PROGRESS and self._apply_logs(record, offset):
+        lane = self._lanes.get(record.namespace)
+        if lane is not None and record.state is State.IN_PROGRESS and self._apply_logs(lane, record, offset):
             self._touch(record)
 
     def _complete(self, record: RequestRecord) -> None:
-        if record.state is not State.IN_PROGRESS or record.plan is None:
+        lane = self._lanes.get(record.namespace)
+        if lane is None or record.state is not State.IN_PROGRESS or record.plan is None:
             return
-        self._apply_logs(record, float("inf"))
+        self._apply_logs(lane, record, float("inf"))
         if record.plan.failure is not None:
             self._finish(record, record.plan.failure)
         else:
@@ -345,13 +464,16 @@ class Scheduler:
 
     def _finish(self, record: RequestRecord, failure: Failure | None, output: JSON | None = None) -> None:
         lane = self._lanes.get(record.namespace)
+        freed = False
         if lane is not None:
             lane.remove_waiting(record)
             freed = lane.starting.pop(record.id, None) is not None
             freed = lane.running.pop(record.id, None) is not None or freed
-            for handle in lane.timers.pop(record.id, ()):
-                handle.cancel()
+            lane.cancel_timers(record)
             lane.logs_applied.pop(record.id, None)
+            lane.answers.pop(record.id, None)
+            lane.held.discard(record.id)
+            lane.hold_on_start.discard(record.id)
         record.state = State.COMPLETED
         record.completed_at = self.clock.now()
         record.failure = failure
@@ -361,3 +483,22 @@ class Scheduler:
             listener(record)
         if lane is not None and freed:
             self._dispatch(lane)
+
+
+def _apply_lifecycle_fault(answer: Answer, fault: Fault | None, lane: _Lane, record: RequestRecord) -> Answer:
+    """Fold a complete_with_error or hold fault into the request's answer and holds."""
+    if fault is None:
+        return answer
+    if fault.kind == "hold":
+        if fault.stage == "queue":
+            lane.held.add(record.id)
+        else:
+            lane.hold_on_start.add(record.id)
+        return answer
+    failure = fault.failure()
+    if failure.status_code in (422, 400):
+        # Input refused: fails before the first token.
+        return dataclasses.replace(answer, text="", failure=failure)
+    # Lost mid-run: half the answer streams, then the error.
+    tokens = split_tokens(answer.text)
+    return dataclasses.replace(answer, text="".join(tokens[: len(tokens) // 2]), failure=failure)

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from emulator.clock import Clock, ManualClock, SystemClock
 from emulator.config import Settings
+from emulator.faults import Faults
 from emulator.ids import IdFactory
+from emulator.journal import Journal
 from emulator.lifecycle import PROFILES
 from emulator.outputs import Outputs, load_fixtures
 from emulator.scheduler import Scheduler
@@ -24,6 +26,8 @@ class Emulator:
     store: Store
     outputs: Outputs
     scheduler: Scheduler
+    faults: Faults
+    journal: Journal
 
     @classmethod
     def build(
@@ -45,6 +49,7 @@ class Emulator:
             )
         spec = spec or Spec.load(settings.spec_path)
         outputs = Outputs(load_fixtures(settings.fixtures), seed=settings.seed)
+        faults = Faults(settings.seed)
         scheduler = Scheduler(
             clock=clock,
             store=store,
@@ -52,8 +57,17 @@ class Emulator:
             profile=PROFILES[settings.profile],
             runners=settings.runners,
             ids=IdFactory(clock, settings.seed),
+            faults=faults,
         )
-        return cls(settings, spec, clock, store, outputs, scheduler)
+        journal = Journal(settings.journal_size, settings.journal_body_bytes)
+        return cls(settings, spec, clock, store, outputs, scheduler, faults, journal)
+
+    def reset(self, namespace: str | None = None) -> None:
+        """Forget requests, journal entries, fault rules and fixture sequences (all, or one namespace's)."""
+        self.scheduler.reset(namespace)
+        self.journal.clear(namespace)
+        self.faults.clear(namespace)
+        self.outputs.reset_counts(namespace)
 
     def reload_fixtures(self) -> int:
         """Read the fixture files again; keep the old ones if a file is bad. Returns the count."""

@@ -77,3 +77,17 @@ async def test_system_clock_runs_due_timers_on_the_loop() -> None:
     fired = asyncio.Event()
     clock.call_at(clock.now() - 1, fired.set)
     await asyncio.wait_for(fired.wait(), timeout=5)
+
+
+async def test_system_clock_advance_fires_what_falls_due() -> None:
+    """Jumping the system clock forward fires a far-off timer at once, and only once."""
+    clock = SystemClock()
+    fired: list[float] = []
+    before = clock.now()
+    clock.call_at(before + 3600, lambda: fired.append(clock.now()))
+    clock.call_at(before + 7200, lambda: fired.append(-1))
+    assert clock.advance(3600) == 1
+    assert fired[0] >= before + 3600
+    assert clock.now() - before >= 3600
+    assert clock.advance(0) == 0
+    assert fired[1:] == []

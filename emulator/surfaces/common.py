@@ -7,8 +7,10 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from emulator.auth import AuthError, namespace_for
+from emulator.faults import HTTP_KINDS, Fault
 from emulator.models import JSON, Failure, RequestRecord
 from emulator.service import Emulator
 from emulator.spec import Operation
@@ -17,13 +19,24 @@ from emulator.spec import Operation
 class HTTPProblem(Exception):
     """An answer other than success, raised anywhere in a route and rendered as JSON."""
 
-    def __init__(self, status_code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        *,
+        raw: tuple[str, bytes] | None = None,
+    ) -> None:
         super().__init__(status_code, body)
         self.status_code = status_code
         self.body = body
         self.headers = headers or {}
+        self.raw = raw
 
     def response(self) -> Response:
+        if self.raw is not None:
+            media_type, content = self.raw
+            return Response(content, self.status_code, self.headers, media_type=media_type)
         return json_response(self.body, self.status_code, self.headers)
 
 
@@ -102,9 +115,85 @@ def output_response(record: RequestRecord) -> Response:
     return json_response(record.output, 200, headers)
 
 
+def check_concurrency(emulator: Emulator, namespace: str) -> None:
+    """fal's per-key concurrency limit: 429 while this key has that many requests in flight."""
+    limit = emulator.settings.concurrency_limit
+    if limit and emulator.scheduler.in_flight(namespace) >= limit:
+        raise HTTPProblem(
+            429,
+            {"detail": f"Concurrency limit of {limit} requests in flight reached for this key"},
+            {"retry-after": "1"},
+        )
+
+
 def not_found(what: str) -> HTTPProblem:
     return HTTPProblem(404, {"detail": what})
 
 
 def method_not_allowed(allowed: str) -> HTTPProblem:
     return HTTPProblem(405, {"detail": "Method Not Allowed"}, {"allow": allowed})
+
+
+class FaultTriggered(ConnectionResetError):
+    """Raised inside a response on purpose, so the server drops the connection."""
+
+
+class ResetResponse(Response):
+    """Starts an answer, then drops the connection: the client sees a reset mid-response."""
+
+    def __init__(self) -> None:
+        super().__init__(b"", 200, media_type="application/json")
+        self.headers["content-length"] = "4096"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": b'{"status": "IN_', "more_body": True})
+        raise FaultTriggered("connection reset by a fault rule")
+
+
+async def http_fault(
+    request: Request,
+    emulator: Emulator,
+    action: str,
+    namespace: str,
+    *,
+    endpoint: str | None = None,
+    request_id: str | None = None,
+) -> Fault | None:
+    """Apply the fault rule matching this call, if any.
+
+    Latency waits (on the emulator's clock) and lets the call go on; an HTTP error is raised
+    as its answer; body and connection faults are returned for ``with_fault`` to apply.
+    """
+    fault = emulator.faults.match(action, namespace, endpoint=endpoint, request_id=request_id, kinds=HTTP_KINDS)
+    if fault is None:
+        return None
+    if fault.kind == "latency":
+        await emulator.clock.sleep(fault.seconds)
+        return None
+    if fault.kind == "http_error":
+        media_type, body = fault.http_body()
+        headers = {}
+        if fault.with_request_id:
+            headers["x-fal-request-id"] = request_id or emulator.scheduler.ids.new()
+        if fault.retry_after is not None:
+            headers["retry-after"] = f"{fault.retry_after:g}"
+        if fault.error_type is not None:
+            headers["x-fal-error-type"] = fault.error_type
+        raise HTTPProblem(fault.status or 500, None, headers, raw=(media_type, body))
+    return fault
+
+
+def with_fault(response: Response, fault: Fault | None) -> Response:
+    """Spoil a finished answer as a body or connection fault asks."""
+    if fault is None or fault.kind == "drop_stream":
+        return response
+    if fault.kind == "reset":
+        return ResetResponse()
+    body = bytes(response.body)
+    if fault.kind == "truncated_body":
+        spoiled = body[: max(1, len(body) // 2)]
+    else:  # malformed_body: the same bytes, no longer JSON
+        spoiled = b"{" + body.replace(b":", b"=", 1) if body else b"{"
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return Response(spoiled, response.status_code, headers)

@@ -8,20 +8,25 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from emulator.faults import Fault
 from emulator.models import Priority, RequestRecord
 from emulator.scheduler import CancelResult, Submission
 from emulator.service import Emulator
 from emulator.spec import Spec
 from emulator.surfaces.common import (
+    FaultTriggered,
     HTTPProblem,
     authenticate,
+    check_concurrency,
     emulator_of,
+    http_fault,
     json_response,
     method_not_allowed,
     not_found,
     output_response,
     parameters_only,
     validated_input,
+    with_fault,
 )
 from emulator.wire import sse_event, status_body
 
@@ -84,21 +89,28 @@ async def handle(request: Request) -> Response:
         if request.method != target.method:
             raise method_not_allowed(target.method)
         namespace = authenticate(request, emulator)
-        if target.action == "submit":
-            return await submit(request, emulator, namespace, target.endpoint)
-        assert target.request_id is not None
-        record = find(emulator, namespace, target)
-        if target.action == "cancel":
-            return cancel(emulator, namespace, record)
-        if record is None:
-            raise not_found("Request not found")
-        if target.action == "status":
-            return status(request, emulator, record)
-        if target.action == "status_stream":
-            return status_stream(request, emulator, record)
-        return result(record)
+        fault = await http_fault(
+            request, emulator, target.action, namespace, endpoint=target.endpoint, request_id=target.request_id
+        )
+        return with_fault(await answer(request, emulator, namespace, target, fault), fault)
     except HTTPProblem as problem:
         return problem.response()
+
+
+async def answer(request: Request, emulator: Emulator, namespace: str, target: Target, fault: Fault | None) -> Response:
+    if target.action == "submit":
+        return await submit(request, emulator, namespace, target.endpoint)
+    record = find(emulator, namespace, target)
+    if target.action == "cancel":
+        return cancel(emulator, namespace, record)
+    if record is None:
+        raise not_found("Request not found")
+    if target.action == "status":
+        return status(request, emulator, record)
+    if target.action == "status_stream":
+        drop_after = fault.after_events if fault is not None and fault.kind == "drop_stream" else None
+        return status_stream(request, emulator, record, drop_after)
+    return result(record)
 
 
 def find(emulator: Emulator, namespace: str, target: Target) -> RequestRecord | None:
@@ -113,6 +125,7 @@ async def submit(request: Request, emulator: Emulator, namespace: str, endpoint:
     operation = emulator.spec.operation("submit", endpoint)
     assert operation is not None
     params, body = await validated_input(request, emulator, operation)
+    check_concurrency(emulator, namespace)
     max_length = params.get("fal_max_queue_length")
     scheduler = emulator.scheduler
     if isinstance(max_length, int) and scheduler.queue_length(namespace) >= max_length:
@@ -154,9 +167,11 @@ def status(request: Request, emulator: Emulator, record: RequestRecord) -> Respo
     return json_response(body, 200 if record.done else 202, {"x-fal-request-id": record.id})
 
 
-def status_stream(request: Request, emulator: Emulator, record: RequestRecord) -> Response:
+def status_stream(request: Request, emulator: Emulator, record: RequestRecord, drop_after: int | None) -> Response:
     params = parameters_only(request, emulator.spec.operation("status_stream"))
     events = status_events(emulator, record, base_url(request), with_logs=wants_logs(params))
+    if drop_after is not None:
+        events = dropped_after(events, drop_after)
     headers = {"x-fal-request-id": record.id, "cache-control": "no-cache"}
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
@@ -181,6 +196,17 @@ async def status_events(
         changed = await scheduler.wait(record, record.version, until=emulator.clock.now() + keepalive)
         if not changed:
             yield b": ping\n\n"
+
+
+async def dropped_after(events: AsyncIterator[bytes], count: int) -> AsyncIterator[bytes]:
+    """Pass ``count`` events through, then drop the connection (a drop_stream fault)."""
+    sent = 0
+    async for event in events:
+        if sent >= count:
+            break
+        yield event
+        sent += event.startswith(b"data:")
+    raise FaultTriggered("stream dropped by a fault rule")
 
 
 def result(record: RequestRecord) -> Response:

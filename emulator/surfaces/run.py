@@ -13,14 +13,17 @@ from emulator.service import Emulator
 from emulator.surfaces.common import (
     HTTPProblem,
     authenticate,
+    check_concurrency,
     emulator_of,
     failure_response,
+    http_fault,
     method_not_allowed,
     not_found,
     output_response,
     validated_input,
+    with_fault,
 )
-from emulator.surfaces.queue import priority_of, timeout_of
+from emulator.surfaces.queue import dropped_after, priority_of, timeout_of
 from emulator.wire import sse_event
 
 
@@ -35,11 +38,14 @@ async def handle(request: Request) -> Response:
         if request.method != "POST":
             raise method_not_allowed("POST")
         namespace = authenticate(request, emulator)
-        record = await start(request, emulator, namespace, endpoint, "run_stream" if streaming else "run")
+        action = "run_stream" if streaming else "run"
+        fault = await http_fault(request, emulator, action, namespace, endpoint=endpoint)
+        record = await start(request, emulator, namespace, endpoint, action)
         if streaming:
-            return await stream(emulator, record)
+            drop_after = fault.after_events if fault is not None and fault.kind == "drop_stream" else None
+            return with_fault(await stream(emulator, record, drop_after), fault)
         await emulator.scheduler.wait_done(record)
-        return output_response(record)
+        return with_fault(output_response(record), fault)
     except HTTPProblem as problem:
         return problem.response()
 
@@ -48,17 +54,19 @@ async def start(request: Request, emulator: Emulator, namespace: str, endpoint: 
     operation = emulator.spec.operation(action, endpoint)
     assert operation is not None
     params, body = await validated_input(request, emulator, operation)
+    check_concurrency(emulator, namespace)
     submission = Submission(
         endpoint=endpoint,
         app_id="/".join(endpoint.split("/")[:2]),
         input=body,
         priority=priority_of(params),
         timeout=timeout_of(params),
+        action=action,
     )
     return emulator.scheduler.submit(namespace, submission)
 
 
-async def stream(emulator: Emulator, record: RequestRecord) -> Response:
+async def stream(emulator: Emulator, record: RequestRecord, drop_after: int | None = None) -> Response:
     """Wait for the run to start, then stream; a run that fails before starting answers as JSON."""
     scheduler = emulator.scheduler
     while record.state is State.IN_QUEUE:
@@ -69,7 +77,10 @@ async def stream(emulator: Emulator, record: RequestRecord) -> Response:
     if record.failure is not None:
         return failure_response(record, record.failure)
     headers = {"x-fal-request-id": record.id, "cache-control": "no-cache"}
-    return StreamingResponse(output_events(emulator, record), media_type="text/event-stream", headers=headers)
+    events = output_events(emulator, record)
+    if drop_after is not None:
+        events = dropped_after(events, drop_after)
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
 
 async def output_events(emulator: Emulator, record: RequestRecord) -> AsyncIterator[bytes]:
