@@ -135,4 +135,4 @@ class Journal:
         return len(self._entries)
 
     def describe(self) -> dict[str, Any]:
-        return {"entries": len(self._entries), "max_entries": self.max_entries, "max_body_bytes": self.max_body_bytes}
+        return {"size": len(self._entries), "max_entries": self.max_entries, "max_body_bytes": self.max_body_bytes}

@@ -29,13 +29,13 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def emulator(settings: Settings, clock: ManualClock) -> Emulator:
+def core(settings: Settings, clock: ManualClock) -> Emulator:
     return Emulator.build(settings, clock=clock)
 
 
 @pytest.fixture
-async def client(emulator: Emulator) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(emulator=emulator)
+async def client(core: Emulator) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(emulator=core)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://emulator.test", headers=AUTH) as http:
         yield http

@@ -41,7 +41,7 @@ async def test_submit_envelope_points_back_at_this_server(client: httpx.AsyncCli
     assert data["cancel_url"] == f"{BASE}/fal-ai/any-llm/requests/{rid}/cancel"
 
 
-async def test_status_through_the_lifecycle(client: httpx.AsyncClient, clock: ManualClock, emulator: Emulator) -> None:
+async def test_status_through_the_lifecycle(client: httpx.AsyncClient, clock: ManualClock, core: Emulator) -> None:
     """202 with queue_position while queued, 202 with logs while running, 200 with metrics when done."""
     data = await submit(client, {"prompt": "What is the meaning of life?"})
     url = f"/fal-ai/any-llm/requests/{data['request_id']}/status"
@@ -146,7 +146,7 @@ async def test_cancel_in_each_state(client: httpx.AsyncClient, clock: ManualCloc
 
 
 async def test_queue_position_is_true_at_every_poll(
-    client: httpx.AsyncClient, clock: ManualClock, emulator: Emulator
+    client: httpx.AsyncClient, clock: ManualClock, core: Emulator
 ) -> None:
     """Positions count down as earlier requests finish."""
     ids = [(await submit(client, {"prompt": f"question {i}"}))["request_id"] for i in range(5)]
@@ -161,7 +161,7 @@ async def test_queue_position_is_true_at_every_poll(
     assert await positions() == [0, 0, 0, 1, 2]
     clock.advance(0.25)
     assert (await positions())[2:] == [0, 1, 2]
-    while not any(r.done for r in emulator.store.records()):
+    while not any(r.done for r in core.store.records()):
         clock.advance(0.05)
     # one runner freed: the third request is being picked up, the rest moved up.
     assert (await positions())[3:] == [0, 1]
@@ -214,10 +214,10 @@ async def test_max_queue_length(client: httpx.AsyncClient) -> None:
     assert ok.status_code == 200
 
 
-async def test_webhook_url_is_recorded(client: httpx.AsyncClient, emulator: Emulator) -> None:
+async def test_webhook_url_is_recorded(client: httpx.AsyncClient, core: Emulator) -> None:
     """fal_webhook is accepted and kept on the request."""
     data = await submit(client, params={"fal_webhook": "https://hooks.example.test/fal"})
-    record = emulator.scheduler.get("test-key", str(data["request_id"]))
+    record = core.scheduler.get("test-key", str(data["request_id"]))
     assert record is not None and record.webhook_url == "https://hooks.example.test/fal"
 
 
@@ -267,12 +267,12 @@ async def test_invalid_logs_flag_is_422(client: httpx.AsyncClient) -> None:
         ("Basic dXNlcjpwYXNz", "Invalid Key Authorization header format"),
     ],
 )
-async def test_auth_is_required_and_checked(emulator: Emulator, header: str | None, detail: str) -> None:
+async def test_auth_is_required_and_checked(core: Emulator, header: str | None, detail: str) -> None:
     """A missing or malformed Authorization header answers 401."""
     from emulator import create_app
 
     headers = {} if header is None else {"Authorization": header}
-    transport = httpx.ASGITransport(app=create_app(emulator=emulator))
+    transport = httpx.ASGITransport(app=create_app(emulator=core))
     async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=headers) as anonymous:
         response = await anonymous.post("/fal-ai/any-llm", json={"prompt": "x"})
     assert response.status_code == 401
@@ -288,11 +288,11 @@ async def test_keys_are_separate_namespaces(client: httpx.AsyncClient) -> None:
     assert bearer.status_code == 404
 
 
-async def test_body_over_the_limit_is_413(emulator: Emulator) -> None:
+async def test_body_over_the_limit_is_413(core: Emulator) -> None:
     """Bodies larger than max_body_bytes are refused with 413."""
     from emulator import create_app
 
-    small = Emulator.build(emulator.settings.replace(max_body_bytes=64), clock=emulator.clock)
+    small = Emulator.build(core.settings.replace(max_body_bytes=64), clock=core.clock)
     transport = httpx.ASGITransport(app=create_app(emulator=small))
     async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=AUTH) as http:
         response = await http.post("/fal-ai/any-llm", json={"prompt": "x" * 100})

@@ -45,15 +45,15 @@ async def test_run_stream_failure_before_start_is_a_json_error(client: httpx.Asy
 
 
 async def test_run_stream_cancelled_mid_way_ends_with_an_error_event(
-    client: httpx.AsyncClient, clock: ManualClock, emulator: Emulator
+    client: httpx.AsyncClient, clock: ManualClock, core: Emulator
 ) -> None:
     """Cancelling a streamed run mid-way ends the stream with partial false and the error."""
 
     async def cancel_when_streaming() -> None:
         while True:
-            running = [r for r in emulator.store.records() if r.plan and emulator.scheduler.tokens_ready(r) > 3]
+            running = [r for r in core.store.records() if r.plan and core.scheduler.tokens_ready(r) > 3]
             if running:
-                emulator.scheduler.cancel(running[0].namespace, running[0].id)
+                core.scheduler.cancel(running[0].namespace, running[0].id)
                 return
             await asyncio.sleep(0)
 
