@@ -16,10 +16,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from emulator import Emulator, ManualClock, Settings, SystemClock, create_app
+from emulator.cli import build_parser, settings_from
+from emulator.config import SettingsError
 from emulator.webhooks import Dispatcher, Outcome, check, verify
 from emulator.webhooks.model import FAL_DELAYS, HOLD_SECONDS, STALE_BY
 from tests.conftest import AUTH
 from tests.receivers import Blackhole, Receiver, refused_url, wait_until
+from tests.servers import start_server
 
 pytestmark = pytest.mark.anyio
 
@@ -467,3 +470,29 @@ class TestNeverBlocks:
             clock.advance(0)
         hooks = emulator.webhooks.dispatcher
         assert not hooks.running and hooks.pending() == 1 and hooks.attempts() == []
+
+
+def test_over_a_real_socket(tmp_path: Path, receiver: Receiver) -> None:
+    """Served by uvicorn, the lifespan starts the senders; the JWKS fetched over the socket verifies the call."""
+    settings = Settings(profile="instant", port=0, data_dir=tmp_path, webhook_time_scale=0.001)
+    with start_server(settings) as server, httpx.Client(base_url=server.base_url, headers=AUTH) as http:
+        receiver.answer(503)
+        response = http.post("/fal-ai/any-llm", params={"fal_webhook": receiver.url}, json={"prompt": "echo: hi"})
+        rid = response.json()["request_id"]
+        first, second = receiver.wait_for_calls(2)
+        jwks = http.get("/.well-known/jwks.json").json()
+        listed = http.get("/_emulator/webhooks", params={"request_id": rid}).json()["attempts"]
+    assert first.body == second.body and json.loads(first.body)["payload"]["output"] == "echo: hi"
+    independent_check(jwks, second.body, second.headers)
+    assert [a["status_code"] for a in listed] == [503, 200]
+
+
+def test_settings_read_the_environment_and_flags() -> None:
+    """--webhook-time-scale and ANY_LLM_EMULATOR_WEBHOOK_TIME_SCALE set the scale; a negative one is refused."""
+    env = {"ANY_LLM_EMULATOR_WEBHOOK_TIME_SCALE": "0.001", "ANY_LLM_EMULATOR_WEBHOOK_SENDERS": "4"}
+    from_env = settings_from(build_parser().parse_args(["serve"]), env)
+    assert (from_env.webhook_time_scale, from_env.webhook_senders) == (0.001, 4)
+    flags = build_parser().parse_args(["serve", "--webhook-time-scale", "0.5", "--webhook-senders", "2"])
+    assert (settings_from(flags, env).webhook_time_scale, settings_from(flags, env).webhook_senders) == (0.5, 2)
+    with pytest.raises(SettingsError, match="webhook_time_scale"):
+        Settings(webhook_time_scale=-1)

@@ -52,13 +52,18 @@ async def jwks(request: Request) -> Response:
 
 
 async def attempts(request: Request) -> Response:
-    """``GET``: every recorded attempt, oldest first (``?request_id=`` filters); ``DELETE``: forget them."""
+    """``GET``: recorded attempts, oldest first (``?request_id=``, ``?limit=`` latest N); ``DELETE``: forget them."""
     webhooks = emulator_of(request).webhooks
     if request.method == "DELETE":
         webhooks.dispatcher.clear()
         return Response(status_code=204)
     request_id = request.query_params.get("request_id")
-    listed = [attempt.to_json() for attempt in webhooks.attempts(request_id)]
+    limit = request.query_params.get("limit", "")
+    if limit and not limit.isdigit():
+        return _invalid(["query", "limit"], "Input should be a whole number", limit).response()
+    found = webhooks.attempts(request_id)
+    # ``limit`` keeps the most recent attempts: ``limit=0`` asks only for the pending count.
+    listed = [attempt.to_json() for attempt in (found[len(found) - int(limit) :] if limit else found)]
     return json_response({"attempts": listed, "pending": webhooks.dispatcher.pending()})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -52,8 +53,9 @@ class Dispatcher:
         self.senders = senders
         self.time_scale = time_scale
         self.sending = 0
-        self._client = http_client
-        self._owns_client = http_client is None
+        self._injected = http_client
+        self._own_clients: list[httpx.AsyncClient] = []
+        self._ssl: ssl.SSLContext | None = None
         self._timer = timer
         self._log: deque[Attempt] = deque(maxlen=log_size)
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
@@ -73,10 +75,6 @@ class Dispatcher:
         """Start the senders; deliveries queued before now go out first. Idempotent."""
         if self._workers:
             return
-        if self._client is None:
-            # trust_env off: a proxy set for the outside world must not capture loopback receivers.
-            limits = httpx.Limits(max_connections=self.senders, max_keepalive_connections=self.senders)
-            self._client = httpx.AsyncClient(trust_env=False, limits=limits)
         # A fresh queue binds to this loop; an app restarted on another loop keeps its backlog.
         old, self._queue = self._queue, asyncio.Queue()
         while not old.empty():
@@ -94,9 +92,9 @@ class Dispatcher:
             handle.cancel()
         self._waiting.clear()
         self._held.clear()
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        clients, self._own_clients = self._own_clients, []
+        for client in clients:
+            await client.aclose()
 
     # -- commands --------------------------------------------------------------------------
 
@@ -173,11 +171,26 @@ class Dispatcher:
             held[1].cancel()
             self._enqueue(held[0])
 
+    def _new_client(self) -> httpx.AsyncClient:
+        """A sender's own client, made on its first delivery, so an app that sends none pays nothing."""
+        if self._ssl is None:
+            # One context for all senders (loading the CA bundle is the slow part); honours SSL_CERT_FILE.
+            self._ssl = httpx.create_ssl_context()
+        # One connection per client: a shared pool's bookkeeping grows with its connections and halves
+        # throughput at 16 senders. trust_env off: a proxy must not capture loopback receivers.
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        client = httpx.AsyncClient(trust_env=False, verify=self._ssl, limits=limits)
+        self._own_clients.append(client)
+        return client
+
     async def _work(self) -> None:
+        client = self._injected
         while True:
             delivery = await self._queue.get()
+            if client is None:
+                client = self._new_client()
             try:
-                await self._attempt(delivery)
+                await self._attempt(client, delivery)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a sender must outlive any one bad delivery
@@ -195,8 +208,7 @@ class Dispatcher:
             headers[SIGNATURE] = signature.hex()
         return headers
 
-    async def _attempt(self, delivery: Delivery) -> None:
-        assert self._client is not None
+    async def _attempt(self, client: httpx.AsyncClient, delivery: Delivery) -> None:
         delivery.attempts += 1
         at = self.clock.now()
         status_code: int | None = None
@@ -206,12 +218,12 @@ class Dispatcher:
         self.sending += 1
         try:
             # No httpx timeout (5 s by default): the clock's per-attempt timeout is the only one.
-            request = self._client.build_request(
+            request = client.build_request(
                 "POST", delivery.url, content=delivery.body, headers=self._headers(delivery, at), timeout=None
             )
             sent_headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers.raw}
             self._notify()
-            response = await self._send(request, self.policy.timeout_for(self.time_scale))
+            response = await self._send(client, request, self.policy.timeout_for(self.time_scale))
             status_code = response.status_code
         except _TimedOut:
             error = f"timed out after {self.policy.timeout_for(self.time_scale):g} s"
@@ -222,9 +234,8 @@ class Dispatcher:
         latency = self._timer() - started
         self._record(delivery, at, status_code, error, latency, sent_headers)
 
-    async def _send(self, request: httpx.Request, limit: float) -> httpx.Response:
+    async def _send(self, client: httpx.AsyncClient, request: httpx.Request, limit: float) -> httpx.Response:
         """Send with the per-attempt timeout measured on the injected clock."""
-        assert self._client is not None
         expired: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def expire() -> None:
@@ -232,7 +243,7 @@ class Dispatcher:
                 expired.set_result(None)
 
         handle = self.clock.call_at(self.clock.now() + limit, expire)
-        send = asyncio.ensure_future(self._client.send(request, follow_redirects=False))
+        send = asyncio.ensure_future(client.send(request, follow_redirects=False))
         try:
             either: list[asyncio.Future[Any]] = [send, expired]
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
