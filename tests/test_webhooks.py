@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from emulator import Emulator, ManualClock, Settings, SystemClock, create_app
 from emulator.cli import build_parser, settings_from
 from emulator.config import SettingsError
-from emulator.webhooks import Dispatcher, Outcome, check, verify
+from emulator.webhooks import Delivery, Dispatcher, KeyRing, Outcome, check, verify
 from emulator.webhooks.model import FAL_DELAYS, HOLD_SECONDS, STALE_BY
 from tests.conftest import AUTH
 from tests.receivers import Blackhole, Receiver, refused_url, wait_until
@@ -395,6 +395,9 @@ class TestControl:
         assert call.body == only["body"].encode()
         assert only["headers"]["X-Fal-Webhook-Signature"] == call.headers["X-Fal-Webhook-Signature"]
         assert only["headers"]["Content-Length"] == str(len(call.body))
+        latest = (await http.get("/_emulator/webhooks", params={"limit": 1})).json()["attempts"]
+        assert latest == listed["attempts"][-1:]
+        assert (await http.get("/_emulator/webhooks", params={"limit": "x"})).status_code == 422
         assert (await http.delete("/_emulator/webhooks")).status_code == 204
         assert (await http.get("/_emulator/webhooks")).json() == {"attempts": [], "pending": 0}
 
@@ -462,6 +465,21 @@ class TestNeverBlocks:
                 await asyncio.to_thread(hole.wait_for_connections, 2)
                 assert hooks.sending == 2 and hooks.pending() == 3
 
+    async def test_a_webhook_failure_never_stalls_the_queue(
+        self, http: httpx.AsyncClient, emulator: Emulator, clock: ManualClock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Even if queueing a webhook fails, the request completes and the next one starts."""
+
+        def broken(delivery: object) -> None:
+            raise RuntimeError("dispatcher bug")
+
+        emulator.webhooks.dispatcher.submit = broken  # type: ignore[method-assign]
+        ids = [await submit(http, refused_url()) for _ in range(emulator.settings.runners + 1)]
+        clock.advance(0)
+        statuses = [(await http.get(f"/fal-ai/any-llm/requests/{rid}/status")).json()["status"] for rid in ids]
+        assert statuses == ["COMPLETED"] * len(ids)
+        assert "could not queue the webhook" in caplog.text
+
     async def test_deliveries_wait_for_the_senders_to_start(self, emulator: Emulator, clock: ManualClock) -> None:
         """Completion only queues a webhook; nothing is sent until the lifespan starts the senders."""
         transport = httpx.ASGITransport(app=create_app(emulator=emulator))
@@ -496,3 +514,26 @@ def test_settings_read_the_environment_and_flags() -> None:
     assert (settings_from(flags, env).webhook_time_scale, settings_from(flags, env).webhook_senders) == (0.5, 2)
     with pytest.raises(SettingsError, match="webhook_time_scale"):
         Settings(webhook_time_scale=-1)
+
+
+async def test_attempt_log_is_bounded_and_client_injectable(tmp_path: Path, clock: ManualClock) -> None:
+    """Through an injected MockTransport client, only the latest log_size attempts are kept."""
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        keys = KeyRing(tmp_path / "keys.json")
+        hooks = Dispatcher(clock=clock, keys=keys, http_client=client, log_size=3, senders=1)
+        await hooks.start()
+        try:
+            for n in range(5):
+                hooks.submit(Delivery(f"req-{n}", "user", "https://hooks.example.test/in", b"{}"))
+            await wait_until(hooks, lambda: len(seen) == 5 and hooks.pending() == 0)
+        finally:
+            await hooks.stop()
+    assert [a.request_id for a in hooks.attempts()] == ["req-2", "req-3", "req-4"]
+    assert all(a.outcome is Outcome.DELIVERED for a in hooks.attempts())
+    assert verify(seen[0].content, seen[0].headers, keys.jwks(), now=clock.now())

@@ -145,10 +145,8 @@ class Dispatcher:
         return self._queue.qsize() + len(self._waiting) + len(self._held) + self.sending
 
     def changed(self) -> asyncio.Future[None]:
-        """A future done at the next change: an attempt started or recorded, a delivery queued or held.
-
-        A plain future, registered before the caller awaits it, so no change slips in between.
-        """
+        """A future done at the next change: an attempt started or recorded, a delivery queued or held."""
+        # A plain future, registered before the caller awaits it, so no change slips in between.
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._watchers.append(future)
         return future

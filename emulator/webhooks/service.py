@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from emulator.webhooks.keys import KEY_FILE, KeyRing, SigningKey
 from emulator.webhooks.model import Attempt, Delivery, Mode, RetryPolicy
 from emulator.webhooks.payload import webhook_body
 
+log = logging.getLogger("emulator.webhooks")
 # Per-request modes wait for their request to complete; this bounds those never used.
 MAX_REQUEST_MODES = 10_000
 
@@ -55,8 +57,12 @@ class Webhooks:
         mode = self._request_modes.pop(record.id, self.mode)
         if record.webhook_url is None:
             return
-        delivery = Delivery(record.id, record.namespace, record.webhook_url, webhook_body(record), mode)
-        self.dispatcher.submit(delivery)
+        try:
+            delivery = Delivery(record.id, record.namespace, record.webhook_url, webhook_body(record), mode)
+            self.dispatcher.submit(delivery)
+        except Exception:
+            # The scheduler calls this inside its own transition: a webhook bug must never stall the queue.
+            log.exception("could not queue the webhook of request %s", record.id)
 
     def set_mode(self, mode: Mode, request_id: str | None = None) -> None:
         """Choose the mode for every later webhook, or for one request's."""
