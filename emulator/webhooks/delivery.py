@@ -82,7 +82,7 @@ class Dispatcher:
         self._workers = [asyncio.create_task(self._work(), name=f"webhook-sender-{n}") for n in range(self.senders)]
 
     async def stop(self) -> None:
-        """Stop the senders and every waiting retry; undelivered webhooks are dropped."""
+        """Stop the senders; webhooks queued, held or waiting for a retry are dropped."""
         workers, self._workers = self._workers, []
         for task in workers:
             task.cancel()
@@ -92,6 +92,8 @@ class Dispatcher:
             handle.cancel()
         self._waiting.clear()
         self._held.clear()
+        while not self._queue.empty():
+            self._queue.get_nowait()
         clients, self._own_clients = self._own_clients, []
         for client in clients:
             await client.aclose()
