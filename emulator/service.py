@@ -82,6 +82,7 @@ class Emulator:
         self.journal.clear(namespace)
         self.faults.clear(namespace)
         self.outputs.reset_counts(namespace)
+        self.webhooks.reset(namespace)
 
     def reload_fixtures(self) -> int:
         """Read the fixture files again; keep the old ones if a file is bad. Returns the count."""

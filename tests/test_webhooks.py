@@ -405,6 +405,33 @@ class TestControl:
         assert (await http.delete("/_emulator/webhooks")).status_code == 204
         assert (await http.get("/_emulator/webhooks")).json() == {"attempts": [], "pending": 0}
 
+    async def test_the_control_clock_advances_retries(
+        self, http: httpx.AsyncClient, receiver: Receiver, hooks: Dispatcher
+    ) -> None:
+        """POST /_emulator/clock/advance moves a waiting retry to its turn, like the manual clock itself."""
+        receiver.answer(500)
+        rid = await submit(http, receiver.url)
+        await http.post("/_emulator/clock/advance", json={"seconds": 0})
+        await attempts_of(hooks, rid, 1)
+        await http.post("/_emulator/clock/advance", json={"seconds": FAL_DELAYS[0]})
+        first, second = await attempts_of(hooks, rid, 2)
+        assert second.at - first.at == FAL_DELAYS[0] and second.outcome is Outcome.DELIVERED
+
+    async def test_reset_forgets_attempts_and_unsent_webhooks(
+        self, http: httpx.AsyncClient, hooks: Dispatcher, clock: ManualClock
+    ) -> None:
+        """POST /_emulator/reset for a key drops its attempts and waiting retries; other keys keep theirs."""
+        mine = await submit(http, refused_url())
+        theirs = await submit(http, refused_url(), authorization="Key other-key:secret")
+        clock.advance(0)
+        await attempts_of(hooks, mine, 1)
+        await attempts_of(hooks, theirs, 1)
+        assert hooks.pending() == 2
+        await http.post("/_emulator/reset", json={"namespace": "test-key"})
+        assert hooks.attempts(mine) == [] and len(hooks.attempts(theirs)) == 1 and hooks.pending() == 1
+        await http.post("/_emulator/reset")
+        assert hooks.attempts() == [] and hooks.pending() == 0
+
     async def test_config_reads_and_rejects_bad_values(self, http: httpx.AsyncClient) -> None:
         """The config endpoint shows the schedule and answers 422 for an unknown mode or a bad time scale."""
         config = (await http.get("/_emulator/webhooks/config")).json()
@@ -544,3 +571,15 @@ async def test_attempt_log_is_bounded_and_client_injectable(tmp_path: Path, cloc
     assert [a.request_id for a in hooks.attempts()] == ["req-2", "req-3", "req-4"]
     assert all(a.outcome is Outcome.DELIVERED for a in hooks.attempts())
     assert verify(seen[0].content, seen[0].headers, keys.jwks(), now=clock.now())
+
+
+async def test_control_token_guards_webhook_controls_not_the_jwks(tmp_path: Path, clock: ManualClock) -> None:
+    """With --control-token, webhook controls need the token; the JWKS, like fal's, stays public."""
+    emulator = Emulator.build(Settings(profile="instant", data_dir=tmp_path, control_token="s3cret"), clock=clock)
+    transport = httpx.ASGITransport(app=create_app(emulator=emulator))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+        assert (await http.get("/_emulator/webhooks")).status_code == 401
+        assert (await http.post("/_emulator/webhooks/keys/rotate")).status_code == 401
+        allowed = await http.get("/_emulator/webhooks", headers={"x-emulator-token": "s3cret"})
+        assert allowed.status_code == 200
+        assert (await http.get("/.well-known/jwks.json")).status_code == 200

@@ -10,6 +10,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator.surfaces.common import HTTPProblem, emulator_of, json_response, read_body
+from emulator.surfaces.control import _guard as guard
+from emulator.surfaces.control import handles
 from emulator.webhooks import Mode
 
 # Emulator-only header on submit: this request's webhook misbehaves in the named way.
@@ -53,15 +55,14 @@ async def jwks(request: Request) -> Response:
 
 async def attempts(request: Request) -> Response:
     """``GET``: recorded attempts, oldest first (``?request_id=``, ``?limit=`` latest N); ``DELETE``: forget them."""
-    webhooks = emulator_of(request).webhooks
+    webhooks = guard(request).webhooks
     if request.method == "DELETE":
-        webhooks.dispatcher.clear()
+        webhooks.reset(request.query_params.get("namespace"))
         return Response(status_code=204)
-    request_id = request.query_params.get("request_id")
     limit = request.query_params.get("limit", "")
     if limit and not limit.isdigit():
-        return _invalid(["query", "limit"], "Input should be a whole number", limit).response()
-    found = webhooks.attempts(request_id)
+        raise _invalid(["query", "limit"], "Input should be a whole number", limit)
+    found = webhooks.attempts(request.query_params.get("request_id"))
     # ``limit`` keeps the most recent attempts: ``limit=0`` asks only for the pending count.
     listed = [attempt.to_json() for attempt in (found[len(found) - int(limit) :] if limit else found)]
     return json_response({"attempts": listed, "pending": webhooks.dispatcher.pending()})
@@ -69,28 +70,21 @@ async def attempts(request: Request) -> Response:
 
 async def config(request: Request) -> Response:
     """``GET`` the delivery settings; ``PATCH {"mode": ..., "time_scale": ...}`` changes them."""
-    webhooks = emulator_of(request).webhooks
-    try:
-        if request.method == "PATCH":
-            body = await _json_object(request)
-            mode = parse_mode(body["mode"], ["body", "mode"]) if "mode" in body else None
-            scale = body.get("time_scale", webhooks.dispatcher.time_scale)
-            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale < float("inf"):
-                raise _invalid(["body", "time_scale"], "Input should be a finite number, 0 or more", scale)
-            webhooks.configure(mode=mode, time_scale=float(scale))
-    except HTTPProblem as problem:
-        return problem.response()
+    webhooks = guard(request).webhooks
+    if request.method == "PATCH":
+        body = await _json_object(request)
+        mode = parse_mode(body["mode"], ["body", "mode"]) if "mode" in body else None
+        scale = body.get("time_scale", webhooks.dispatcher.time_scale)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale < float("inf"):
+            raise _invalid(["body", "time_scale"], "Input should be a finite number, 0 or more", scale)
+        webhooks.configure(mode=mode, time_scale=float(scale))
     return json_response(webhooks.config())
 
 
 async def request_mode(request: Request) -> Response:
     """``PUT {"mode": ...}``: the mode for one request's webhook, before that request completes."""
-    webhooks = emulator_of(request).webhooks
-    try:
-        body = await _json_object(request)
-        mode = parse_mode(body.get("mode"), ["body", "mode"])
-    except HTTPProblem as problem:
-        return problem.response()
+    webhooks = guard(request).webhooks
+    mode = parse_mode((await _json_object(request)).get("mode"), ["body", "mode"])
     request_id = request.path_params["request_id"]
     webhooks.set_mode(mode, request_id)
     return json_response({"request_id": request_id, "mode": mode.value})
@@ -98,22 +92,23 @@ async def request_mode(request: Request) -> Response:
 
 async def flush(request: Request) -> Response:
     """Send every waiting retry and held delivery now (``?request_id=`` for one request's)."""
-    released = emulator_of(request).webhooks.dispatcher.flush(request.query_params.get("request_id"))
+    released = guard(request).webhooks.dispatcher.flush(request.query_params.get("request_id"))
     return json_response({"released": released})
 
 
 async def rotate(request: Request) -> Response:
     """Add a new signing key; the JWKS keeps publishing the old ones."""
-    webhooks = emulator_of(request).webhooks
+    webhooks = guard(request).webhooks
     key = webhooks.rotate()
     return json_response({"kid": key.kid, **webhooks.jwks()})
 
 
+# Under /_emulator, behind the control token like every other control endpoint.
 control_routes = [
-    Route("/webhooks", attempts, methods=["GET", "DELETE"]),
-    Route("/webhooks/config", config, methods=["GET", "PATCH"]),
-    Route("/webhooks/requests/{request_id}/mode", request_mode, methods=["PUT"]),
-    Route("/webhooks/flush", flush, methods=["POST"]),
-    Route("/webhooks/keys/rotate", rotate, methods=["POST"]),
+    Route("/webhooks", handles(attempts), methods=["GET", "DELETE"]),
+    Route("/webhooks/config", handles(config), methods=["GET", "PATCH"]),
+    Route("/webhooks/requests/{request_id}/mode", handles(request_mode), methods=["PUT"]),
+    Route("/webhooks/flush", handles(flush), methods=["POST"]),
+    Route("/webhooks/keys/rotate", handles(rotate), methods=["POST"]),
 ]
 rest_routes = [Route("/.well-known/jwks.json", jwks, methods=["GET"])]

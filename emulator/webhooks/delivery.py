@@ -132,9 +132,25 @@ class Dispatcher:
                 released += 1
         return released
 
-    def clear(self) -> None:
-        """Forget the recorded attempts (deliveries in progress go on)."""
-        self._log.clear()
+    def clear(self, user_id: str | None = None) -> None:
+        """Forget recorded attempts and drop unsent deliveries (all, or one user's); sends in flight finish."""
+
+        def kept(delivery: Delivery | Attempt) -> bool:
+            return user_id is not None and delivery.user_id != user_id
+
+        self._log = deque((a for a in self._log if kept(a)), maxlen=self._log.maxlen)
+        for seq, (delivery, handle) in list(self._waiting.items()):
+            if not kept(delivery):
+                handle.cancel()
+                del self._waiting[seq]
+        for key, (delivery, handle) in list(self._held.items()):
+            if not kept(delivery):
+                handle.cancel()
+                del self._held[key]
+        queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+        for delivery in queued:
+            if kept(delivery):
+                self._queue.put_nowait(delivery)
         self._notify()
 
     # -- queries ---------------------------------------------------------------------------

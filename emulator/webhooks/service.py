@@ -74,6 +74,13 @@ class Webhooks:
         while len(self._request_modes) > MAX_REQUEST_MODES:
             self._request_modes.popitem(last=False)
 
+    def reset(self, namespace: str | None = None) -> None:
+        """Forget attempts and unsent webhooks (all, or one API key's); a full reset also restores mode normal."""
+        self.dispatcher.clear(namespace)
+        if namespace is None:
+            self.mode = Mode.NORMAL
+            self._request_modes.clear()
+
     def configure(self, *, mode: Mode | None = None, time_scale: float | None = None) -> None:
         if mode is not None:
             self.mode = mode
