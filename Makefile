@@ -29,6 +29,7 @@ test: test-deps
 
 bench: test-deps
 	$(PY) bench/run.py $(ARGS)
+	$(PY) bench/webhooks.py
 
 lint: test-deps
 	$(VENV)/bin/ruff check emulator tests bench

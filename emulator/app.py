@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -16,7 +17,7 @@ from emulator.clock import Clock
 from emulator.config import Settings
 from emulator.service import Emulator
 from emulator.store import Store
-from emulator.surfaces import control, queue, run
+from emulator.surfaces import control, queue, run, webhooks
 from emulator.surfaces.common import json_response
 from emulator.surfaces.journal import JournalMiddleware
 
@@ -50,22 +51,26 @@ def create_app(
     emulator: Emulator | None = None,
     clock: Clock | None = None,
     store: Store | None = None,
+    http_client: httpx.AsyncClient | None = None,
 ) -> Starlette:
-    """Build the app; the core can be passed in whole or in parts (a clock, a store)."""
+    """Build the app; the core can be passed in whole or in parts (a clock, a store, the webhook client)."""
     if emulator is None:
-        emulator = Emulator.build(settings or Settings(), clock=clock, store=store)
+        emulator = Emulator.build(settings or Settings(), clock=clock, store=store, http_client=http_client)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await emulator.webhooks.start()
         try:
             yield
         finally:
             emulator.scheduler.close()
+            await emulator.webhooks.stop()
 
     routes = [
         Route("/openapi.yaml", openapi_yaml, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
-        Mount("/_emulator", routes=control.routes),
+        Mount("/_emulator", routes=control.routes + webhooks.control_routes),
+        *webhooks.rest_routes,
         Mount("/run", routes=[Route("/{path:path}", run.handle, methods=ALL_METHODS)]),
         Route("/{path:path}", queue.handle, methods=ALL_METHODS),
     ]

@@ -78,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--journal-size", type=int, help=f"requests kept in the journal; 0 turns it off {_env_help('journal_size')}"
     )
+    serve.add_argument(
+        "--webhook-time-scale",
+        type=float,
+        help="multiplies webhook retry delays and timeouts (fal's 10 attempts over 2 hours); "
+        f"0.001 runs the whole schedule in about 7 s; default 1 {_env_help('webhook_time_scale')}",
+    )
+    serve.add_argument(
+        "--webhook-senders", type=int, help=f"concurrent webhook POSTs; default 16 {_env_help('webhook_senders')}"
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request (slower)")
     return parser
 
@@ -97,6 +106,8 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         "concurrency_limit": args.concurrency_limit,
         "control_token": args.control_token,
         "journal_size": args.journal_size,
+        "webhook_time_scale": args.webhook_time_scale,
+        "webhook_senders": args.webhook_senders,
     }
     return Settings.from_env(environ, **overrides)
 

@@ -50,6 +50,8 @@ class Settings:
     control_token: str | None = None
     journal_size: int = 1000
     journal_body_bytes: int = 4096
+    webhook_time_scale: float = 1.0  # multiplies webhook retry delays and timeouts; 0.001 for CI
+    webhook_senders: int = 16  # concurrent webhook POSTs
     spec_path: Path = field(default=DEFAULT_SPEC_PATH)
 
     def __post_init__(self) -> None:
@@ -68,6 +70,10 @@ class Settings:
             problems.append("concurrency_limit, journal_size and journal_body_bytes cannot be negative")
         if self.max_body_bytes < 1:
             problems.append("max_body_bytes must be positive")
+        if not 0 <= self.webhook_time_scale < float("inf"):
+            problems.append(f"webhook_time_scale must be a finite number, 0 or more, not {self.webhook_time_scale}")
+        if self.webhook_senders < 1:
+            problems.append("webhook_senders must be at least 1")
         if problems:
             raise SettingsError("; ".join(problems))
 
@@ -91,8 +97,8 @@ class Settings:
 
 
 _INTS = {"port", "seed", "runners", "max_body_bytes", "retention_count", "concurrency_limit", "journal_size"}
-_INTS |= {"journal_body_bytes"}
-_FLOATS = {"retention_seconds", "keepalive_seconds"}
+_INTS |= {"journal_body_bytes", "webhook_senders"}
+_FLOATS = {"retention_seconds", "keepalive_seconds", "webhook_time_scale"}
 _BOOLS = {"require_auth"}
 
 

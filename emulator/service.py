@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+import httpx
 
 from emulator.clock import Clock, ManualClock, SystemClock
 from emulator.config import Settings
@@ -14,6 +17,7 @@ from emulator.outputs import Outputs, load_fixtures
 from emulator.scheduler import Scheduler
 from emulator.spec import Spec
 from emulator.store import Store, open_store
+from emulator.webhooks import Webhooks
 
 
 @dataclass
@@ -28,6 +32,7 @@ class Emulator:
     scheduler: Scheduler
     faults: Faults
     journal: Journal
+    webhooks: Webhooks
 
     @classmethod
     def build(
@@ -37,6 +42,7 @@ class Emulator:
         clock: Clock | None = None,
         store: Store | None = None,
         spec: Spec | None = None,
+        http_client: httpx.AsyncClient | None = None,
     ) -> Emulator:
         """Wire the core from settings; every piece can be injected instead. Raises on bad fixtures."""
         if clock is None:
@@ -60,7 +66,15 @@ class Emulator:
             faults=faults,
         )
         journal = Journal(settings.journal_size, settings.journal_body_bytes)
-        return cls(settings, spec, clock, store, outputs, scheduler, faults, journal)
+        webhooks = Webhooks.build(
+            settings.resolved_data_dir(os.environ),
+            clock=clock,
+            senders=settings.webhook_senders,
+            time_scale=settings.webhook_time_scale,
+            http_client=http_client,
+        )
+        scheduler.on_complete.append(webhooks.on_complete)
+        return cls(settings, spec, clock, store, outputs, scheduler, faults, journal, webhooks)
 
     def reset(self, namespace: str | None = None) -> None:
         """Forget requests, journal entries, fault rules and fixture sequences (all, or one namespace's)."""
@@ -68,6 +82,7 @@ class Emulator:
         self.journal.clear(namespace)
         self.faults.clear(namespace)
         self.outputs.reset_counts(namespace)
+        self.webhooks.reset(namespace)
 
     def reload_fixtures(self) -> int:
         """Read the fixture files again; keep the old ones if a file is bad. Returns the count."""

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
+import httpx
 import schemathesis
 from hypothesis import HealthCheck, settings
 
 from emulator import Settings, create_app
 from tests.conftest import AUTH
 
-app = create_app(Settings(profile="instant", seed=11))
+# Generated fal_webhook URLs name arbitrary hosts: webhooks go to a mock transport, never the network,
+# and the signing key to a throwaway folder, never the user's data directory.
+_data_dir = Path(tempfile.mkdtemp(prefix="contract-"))
+atexit.register(shutil.rmtree, _data_dir, True)
+_webhook_client = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(200)))
+app = create_app(Settings(profile="instant", seed=11, data_dir=_data_dir), http_client=_webhook_client)
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 # Like fal, the emulator ignores headers and query parameters it does not know, so
 # "an unexpected header" is not an invalid request here.

@@ -28,6 +28,7 @@ from emulator.surfaces.common import (
     validated_input,
     with_fault,
 )
+from emulator.surfaces.webhooks import mode_header
 from emulator.wire import sse_event, status_body
 
 _REQUEST_ACTIONS = {
@@ -137,6 +138,7 @@ async def submit(request: Request, emulator: Emulator, namespace: str, endpoint:
             },
         )
     webhook = params.get("fal_webhook")
+    webhook_mode = mode_header(request)
     record = scheduler.submit(
         namespace,
         Submission(
@@ -148,6 +150,8 @@ async def submit(request: Request, emulator: Emulator, namespace: str, endpoint:
             webhook_url=webhook if isinstance(webhook, str) else None,
         ),
     )
+    if webhook_mode is not None:
+        emulator.webhooks.set_mode(webhook_mode, record.id)
     envelope = status_body(record, base_url(request), position=scheduler.position(record), logs=None)
     return json_response(envelope, 200, {"x-fal-request-id": record.id})
 

@@ -1,0 +1,109 @@
+"""Webhooks for one emulator: completed requests in, signed deliveries out, test modes chosen here."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from pathlib import Path
+
+import httpx
+
+from emulator.clock import Clock
+from emulator.models import JSON, RequestRecord
+from emulator.webhooks.delivery import Dispatcher
+from emulator.webhooks.keys import KEY_FILE, KeyRing, SigningKey
+from emulator.webhooks.model import Attempt, Delivery, Mode, RetryPolicy
+from emulator.webhooks.payload import webhook_body
+
+log = logging.getLogger("emulator.webhooks")
+# Per-request modes wait for their request to complete; this bounds those never used.
+MAX_REQUEST_MODES = 10_000
+
+
+class Webhooks:
+    """The key ring, the dispatcher and the misbehaviour modes, behind one ``on_complete`` callback."""
+
+    def __init__(self, keys: KeyRing, dispatcher: Dispatcher) -> None:
+        self.keys = keys
+        self.dispatcher = dispatcher
+        self.mode = Mode.NORMAL
+        self._request_modes: OrderedDict[str, Mode] = OrderedDict()
+
+    @classmethod
+    def build(
+        cls,
+        data_dir: Path,
+        *,
+        clock: Clock,
+        senders: int = 16,
+        time_scale: float = 1.0,
+        http_client: httpx.AsyncClient | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> Webhooks:
+        keys = KeyRing(data_dir / KEY_FILE)
+        dispatcher = Dispatcher(
+            clock=clock, keys=keys, policy=policy, senders=senders, time_scale=time_scale, http_client=http_client
+        )
+        return cls(keys, dispatcher)
+
+    async def start(self) -> None:
+        await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+
+    def on_complete(self, record: RequestRecord) -> None:
+        """The scheduler's completion callback: queue the webhook of a request that asked for one."""
+        mode = self._request_modes.pop(record.id, self.mode)
+        if record.webhook_url is None:
+            return
+        try:
+            delivery = Delivery(record.id, record.namespace, record.webhook_url, webhook_body(record), mode)
+            self.dispatcher.submit(delivery)
+        except Exception:
+            # The scheduler calls this inside its own transition: a webhook bug must never stall the queue.
+            log.exception("could not queue the webhook of request %s", record.id)
+
+    def set_mode(self, mode: Mode, request_id: str | None = None) -> None:
+        """Choose the mode for every later webhook, or for one request's."""
+        if request_id is None:
+            self.mode = mode
+            return
+        self._request_modes[request_id] = mode
+        self._request_modes.move_to_end(request_id)
+        while len(self._request_modes) > MAX_REQUEST_MODES:
+            self._request_modes.popitem(last=False)
+
+    def reset(self, namespace: str | None = None) -> None:
+        """Forget attempts and unsent webhooks (all, or one API key's); a full reset also restores mode normal."""
+        self.dispatcher.clear(namespace)
+        if namespace is None:
+            self.mode = Mode.NORMAL
+            self._request_modes.clear()
+
+    def configure(self, *, mode: Mode | None = None, time_scale: float | None = None) -> None:
+        if mode is not None:
+            self.mode = mode
+        if time_scale is not None:
+            self.dispatcher.time_scale = time_scale
+
+    def config(self) -> JSON:
+        policy = self.dispatcher.policy
+        return {
+            "mode": self.mode.value,
+            "time_scale": self.dispatcher.time_scale,
+            "senders": self.dispatcher.senders,
+            "attempts": policy.attempts,
+            "delays": list(policy.delays),
+            "timeout": policy.timeout,
+            "modes": [mode.value for mode in Mode],
+        }
+
+    def attempts(self, request_id: str | None = None) -> list[Attempt]:
+        return self.dispatcher.attempts(request_id)
+
+    def jwks(self) -> JSON:
+        return self.keys.jwks()
+
+    def rotate(self) -> SigningKey:
+        return self.keys.rotate()
