@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -15,8 +16,9 @@ from emulator.clock import Clock
 from emulator.config import Settings
 from emulator.service import Emulator
 from emulator.store import Store
-from emulator.surfaces import control, queue, run
+from emulator.surfaces import cdn, control, queue, rest, run
 from emulator.surfaces.common import json_response
+from emulator.surfaces.dispatch import FalHosts
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -65,9 +67,18 @@ def create_app(
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Mount("/_emulator", routes=control.routes),
         Mount("/run", routes=[Route("/{path:path}", run.handle, methods=ALL_METHODS)]),
+        # Storage, for the official clients' uploads: rest.fal.ai under /rest, v3.fal.media under /cdn.
+        Mount("/rest", routes=rest.routes),
+        Mount("/cdn", routes=cdn.routes),
         Route("/{path:path}", queue.handle, methods=ALL_METHODS),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error, 500: server_error})
+    # FalHosts serves the JS proxy path and requests addressed to fal's own host names.
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, 500: server_error},
+        middleware=[Middleware(FalHosts)],
+    )
     app.state.emulator = emulator
     return app
 

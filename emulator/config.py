@@ -18,6 +18,7 @@ def default_data_dir(environ: Mapping[str, str]) -> Path:
     base = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".local" / "share")
     return Path(base) / "any-llm-emulator"
 
+
 BUILTIN_FIXTURES = PACKAGE_DIR / "fixtures"
 ENV_PREFIX = "ANY_LLM_EMULATOR_"
 
@@ -46,6 +47,10 @@ class Settings:
     keepalive_seconds: float = 15.0
     data_dir: Path | None = None  # None: default_data_dir() of the environment
     spec_path: Path = field(default=DEFAULT_SPEC_PATH)
+    # For the official clients: a TLS port beside the plain one (0 turns it off), and the
+    # largest file the storage surface keeps (uploads are not API bodies: max_body_bytes).
+    tls_port: int = 8443
+    max_upload_bytes: int = 512 * 1024 * 1024
 
     def __post_init__(self) -> None:
         problems = []
@@ -61,6 +66,10 @@ class Settings:
             problems.append(f"port must be between 0 and 65535, not {self.port}")
         if self.max_body_bytes < 1:
             problems.append("max_body_bytes must be positive")
+        if not 0 <= self.tls_port <= 65535:
+            problems.append(f"tls_port must be between 0 and 65535, not {self.tls_port}")
+        if self.max_upload_bytes < 1:
+            problems.append("max_upload_bytes must be positive")
         if problems:
             raise SettingsError("; ".join(problems))
 
@@ -83,7 +92,7 @@ class Settings:
         return cls(**values)
 
 
-_INTS = {"port", "seed", "runners", "max_body_bytes", "retention_count"}
+_INTS = {"port", "seed", "runners", "max_body_bytes", "retention_count", "tls_port", "max_upload_bytes"}
 _FLOATS = {"retention_seconds", "keepalive_seconds"}
 _BOOLS = {"require_auth"}
 

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from emulator.clock import Clock, ManualClock, SystemClock
 from emulator.config import Settings
 from emulator.ids import IdFactory
+from emulator.images import ImageUrlCheck
 from emulator.lifecycle import PROFILES
 from emulator.outputs import Outputs, load_fixtures
 from emulator.scheduler import Scheduler
 from emulator.spec import Spec
+from emulator.storage import Storage
 from emulator.store import Store, open_store
 
 
 @dataclass
 class Emulator:
-    """Settings, spec, clock, store, outputs and scheduler of one running emulator."""
+    """Settings, spec, clock, store, outputs, scheduler and uploaded files of one running emulator."""
 
     settings: Settings
     spec: Spec
@@ -24,6 +27,7 @@ class Emulator:
     store: Store
     outputs: Outputs
     scheduler: Scheduler
+    files: Storage
 
     @classmethod
     def build(
@@ -44,7 +48,13 @@ class Emulator:
                 retention_count=settings.retention_count,
             )
         spec = spec or Spec.load(settings.spec_path)
-        outputs = Outputs(load_fixtures(settings.fixtures), seed=settings.seed)
+        # Uploaded files (the storage surfaces) live in the data directory; nothing is written until an upload.
+        files = Storage(
+            settings.resolved_data_dir(os.environ) / "storage", clock=clock, max_bytes=settings.max_upload_bytes
+        )
+        outputs = Outputs(
+            load_fixtures(settings.fixtures), seed=settings.seed, checks=[ImageUrlCheck(files, [settings.host])]
+        )
         scheduler = Scheduler(
             clock=clock,
             store=store,
@@ -53,7 +63,7 @@ class Emulator:
             runners=settings.runners,
             ids=IdFactory(clock, settings.seed),
         )
-        return cls(settings, spec, clock, store, outputs, scheduler)
+        return cls(settings, spec, clock, store, outputs, scheduler, files)
 
     def reload_fixtures(self) -> int:
         """Read the fixture files again; keep the old ones if a file is bad. Returns the count."""
