@@ -1,9 +1,10 @@
 """The vision endpoint's ``image_urls``, checked when a request runs, as fal's apps check them.
 
 The emulator never fetches anything: a data URI is decoded in place, and a URL loads only
-when it names a file uploaded to this emulator (at any loopback address, or at fal's CDN host
-names, which are this emulator's own when a client reaches it by them). Anything else counts
-as unreachable. A failing image ends the run with a 422 in fal's error shape.
+when it names a file uploaded to this emulator: at any loopback address, at fal's CDN host
+names (this emulator's own when a client reaches it by them), or exactly as the emulator
+handed it out (whatever host name the client used). Anything else counts as unreachable.
+A failing image ends the run with a 422 in fal's error shape.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from emulator.storage import Storage
 ERRORS_DOC = "https://docs.fal.ai/errors"
 _FILE_PATH = re.compile(r"(?:/cdn)?/files/(?P<key>[^?#]+)")
 _DATA_URI = re.compile(r"data:(?P<type>[^,;]*)(?P<params>(;[^,;]*)*),(?P<data>.*)", re.S)
+_NO_NETWORK = "the emulator reaches no network: only its own uploads and data URIs load"
 # Magic numbers of the raster formats vision models accept.
 _SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 
@@ -76,11 +78,12 @@ class ImageUrlCheck:
                 "input": url,
             }
         match = _FILE_PATH.fullmatch(parts.path)
-        if not is_own_host(parts.hostname, self.own_hosts) or match is None:
-            return _download_error(loc, url, "the emulator reaches no network: only its own uploads and data URIs load")
-        stored = self.storage.get(unquote(match["key"]))
-        if stored is None:
-            return _download_error(loc, url, "no file uploaded to this emulator has this URL")
+        stored = None if match is None else self.storage.get(unquote(match["key"]))
+        own = is_own_host(parts.hostname, self.own_hosts)
+        # A host name other than loopback or fal's CDN is ours only for a URL we handed out under it.
+        if stored is None or not (own or url.strip() in stored.urls):
+            reason = "no file uploaded to this emulator has this URL" if own else _NO_NETWORK
+            return _download_error(loc, url, reason)
         if not looks_like_image(self.storage.head(stored.key)):
             return _load_error(loc, url)
         return None

@@ -46,6 +46,7 @@ class StoredFile:
     content_type: str
     size: int
     file_name: str | None = None
+    urls: tuple[str, ...] = ()  # the URLs it was handed out under, whatever host the client used
 
 
 @dataclass(slots=True)
@@ -59,6 +60,7 @@ class PendingUpload:
     created_at: float
     multipart: bool = False
     parts: dict[int, str] = field(default_factory=dict)  # part number → etag
+    url: str | None = None  # the file URL the surface handed out for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,11 +186,13 @@ class Storage:
         """A writer for a whole file; ``commit`` makes it visible."""
         return BlobWriter(self._blob(key).with_name(self._blob(key).name + ".partial"), self.max_bytes)
 
-    def commit(self, key: str, writer: BlobWriter, content_type: str, file_name: str | None) -> StoredFile:
+    def commit(
+        self, key: str, writer: BlobWriter, content_type: str, file_name: str | None, url: str | None = None
+    ) -> StoredFile:
         writer.close()
         final = self._blob(key)
         writer.path.replace(final)
-        return self._record(key, content_type, file_name, writer.size)
+        return self._record(key, content_type, file_name, writer.size, url)
 
     def part_writer(self, upload: PendingUpload, number: int) -> BlobWriter:
         """A writer for one part; the limit counts the parts already received."""
@@ -217,18 +221,20 @@ class Storage:
                     shutil.copyfileobj(part, out)
         partial.replace(final)
         size = final.stat().st_size
-        stored = self._record(upload.key, upload.content_type, upload.file_name, size)
+        stored = self._record(upload.key, upload.content_type, upload.file_name, size, upload.url)
         self.discard(upload)
         return stored
 
     def finish_single(self, upload: PendingUpload) -> None:
         self._pending.pop(upload.id, None)
 
-    def _record(self, key: str, content_type: str, file_name: str | None, size: int) -> StoredFile:
+    def _record(self, key: str, content_type: str, file_name: str | None, size: int, url: str | None) -> StoredFile:
         meta = self._meta(key)
         meta.parent.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps({"content_type": content_type, "file_name": file_name, "size": size}))
-        return StoredFile(key, self._blob(key), content_type, size, file_name)
+        urls = () if url is None else (url,)
+        info = {"content_type": content_type, "file_name": file_name, "size": size, "urls": list(urls)}
+        meta.write_text(json.dumps(info))
+        return StoredFile(key, self._blob(key), content_type, size, file_name, urls)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -242,9 +248,8 @@ class Storage:
             size = blob.stat().st_size
         except (OSError, ValueError):
             return None
-        return StoredFile(
-            key, blob, str(info.get("content_type") or "application/octet-stream"), size, info.get("file_name")
-        )
+        content_type = str(info.get("content_type") or "application/octet-stream")
+        return StoredFile(key, blob, content_type, size, info.get("file_name"), tuple(info.get("urls", ())))
 
     def head(self, key: str, nbytes: int = 16) -> bytes:
         """The first bytes of a stored file, to tell what it holds."""

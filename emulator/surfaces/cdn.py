@@ -54,14 +54,14 @@ async def upload(request: Request) -> Response:
         key = files.new_key(content_type, file_name)
         writer = files.writer(key)
         await _receive_into(request, writer)
-        stored = files.commit(key, writer, content_type, file_name)
+        stored = files.commit(key, writer, content_type, file_name, _file_url(request, key))
     except HTTPProblem as problem:
         return problem.response()
     except StorageError as exc:
         return _problem(exc)
     return json_response(
         {
-            "access_url": _file_url(request, key),
+            "access_url": stored.urls[0],
             "content_type": stored.content_type,
             "file_name": stored.file_name or key.rsplit("/", 1)[-1],
             "file_size": stored.size,
@@ -78,7 +78,8 @@ async def upload_multipart(request: Request) -> Response:
         return problem.response()
     content_type = request.headers.get("content-type") or "application/octet-stream"
     pending = emulator.files.initiate(content_type, request.headers.get("x-fal-file-name"), multipart=True)
-    return json_response({"access_url": _file_url(request, pending.key), "uploadId": pending.id})
+    pending.url = _file_url(request, pending.key)
+    return json_response({"access_url": pending.url, "uploadId": pending.id})
 
 
 def _pending(request: Request) -> PendingUpload:
@@ -99,13 +100,13 @@ async def put_upload(request: Request) -> Response:
         content_type = request.headers.get("content-type") or pending.content_type
         writer = files.writer(pending.key)
         await _receive_into(request, writer)
-        files.commit(pending.key, writer, content_type, pending.file_name)
+        stored = files.commit(pending.key, writer, content_type, pending.file_name, pending.url)
         files.finish_single(pending)
     except HTTPProblem as problem:
         return problem.response()
     except StorageError as exc:
         return _problem(exc)
-    return json_response({"file_url": _file_url(request, pending.key)})
+    return json_response({"file_url": stored.urls[0] if stored.urls else _file_url(request, stored.key)})
 
 
 async def put_part(request: Request) -> Response:
@@ -140,7 +141,7 @@ async def complete(request: Request) -> Response:
         return problem.response()
     except StorageError as exc:
         return _problem(exc)
-    url = _file_url(request, stored.key)
+    url = stored.urls[0] if stored.urls else _file_url(request, stored.key)
     return json_response({"file_url": url, "access_url": url})
 
 

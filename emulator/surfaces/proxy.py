@@ -57,9 +57,11 @@ def target_scope(scope: Scope) -> Scope | ProxyError:
     surface = surface_of(host)
     if surface is None:
         return ProxyError(f"x-fal-target-url {raw!r} is not a fal URL this emulator serves: its host must be {SERVED}")
-    headers = [(k, v) for k, v in scope["headers"] if k not in (b"host", TARGET_HEADER)]
+    credentials = (header(scope, b"authorization") or "").strip()
+    dropped = (b"host", TARGET_HEADER) if credentials else (b"host", TARGET_HEADER, b"authorization")
+    headers = [(k, v) for k, v in scope["headers"] if k not in dropped]
     headers.append((b"host", (host if port is None else f"{host}:{port}").encode("idna")))
-    if header(scope, b"authorization") is None:
+    if not credentials:
         headers.append((b"authorization", PROXY_CREDENTIALS))
     # Queue and run URLs keep fal's names, so the JS client sends them back through the proxy;
     # storage URLs name this server, since the client uploads to them directly, not via the proxy.

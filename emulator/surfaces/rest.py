@@ -51,7 +51,8 @@ async def initiate(request: Request) -> Response:
     except HTTPProblem as problem:
         return problem.response()
     cdn = urls_of(request).cdn
-    return json_response({"upload_url": f"{cdn}/uploads/{upload.id}", "file_url": f"{cdn}/files/{upload.key}"})
+    upload.url = f"{cdn}/files/{upload.key}"
+    return json_response({"upload_url": f"{cdn}/uploads/{upload.id}", "file_url": upload.url})
 
 
 async def auth_token(request: Request) -> Response:
