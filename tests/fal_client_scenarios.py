@@ -153,6 +153,15 @@ def upload(repository: str = "fal_v3") -> Any:
 
 
 @scenario
+def upload_multipart() -> Any:
+    point_fal_client()
+    # Just over the client's threshold: it uploads ten parts at once, then completes.
+    data = bytes(range(256)) * (fal_client.client.MULTIPART_THRESHOLD // 256 + 1)
+    url = fal_client.upload(data, "application/octet-stream", "big.bin")
+    return {"url": url, "same": httpx.get(url).content == data}
+
+
+@scenario
 def upload_too_large() -> Any:
     point_fal_client()
     return catching(lambda: fal_client.upload(b"x" * 4096, "application/octet-stream"))

@@ -156,6 +156,13 @@ def test_upload_through_the_helper(server_env: dict[str, str], repository: str) 
     assert answer["vision"]["output"] == "echo: what is this?"
 
 
+def test_a_large_upload_goes_up_in_parts(server_env: dict[str, str]) -> None:
+    """Over 100 MB the client uploads in parallel parts; the file comes back whole and in order."""
+    answer = run_scenario(server_env, "upload_multipart")
+    assert answer["url"].endswith(".bin")
+    assert answer["same"] is True
+
+
 def test_an_upload_over_the_limit_is_a_413(paused_env: dict[str, str]) -> None:
     """A file larger than --max-upload-bytes raises FalClientHTTPError 413 that says so."""
     answer = run_scenario(paused_env, "upload_too_large")

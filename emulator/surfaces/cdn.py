@@ -129,7 +129,7 @@ async def put_part(request: Request) -> Response:
 
 
 async def complete(request: Request) -> Response:
-    """Join the parts into the file, in the order the body lists them (or by number)."""
+    """Join the parts the body lists (or every part received) into the file, by part number."""
     emulator = emulator_of(request)
     try:
         if "key" in request.path_params:
