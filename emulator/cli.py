@@ -140,13 +140,14 @@ def serve(settings: Settings, *, access_log: bool = False) -> None:
     from emulator.app import create_app
     from emulator.clientenv import client_banner
     from emulator.service import Emulator
-    from emulator.serving import certificates_for, run_servers
+    from emulator.serving import certificates_for, listen, run_servers
 
     emulator = Emulator.build(settings)
     app = create_app(emulator=emulator)
+    listeners, settings = listen(settings)
     certs = certificates_for(settings)
     print(banner(settings) + client_banner(settings, certs.bundle if certs else None), flush=True)
-    run_servers(app, settings, certs, access_log=access_log)
+    run_servers(app, settings, certs, listeners, access_log=access_log)
 
 
 def env(settings: Settings) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import ssl
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import certifi
@@ -71,3 +74,16 @@ def test_both_servers_serve_http_and_https_at_once(tmp_path: Path, server: str) 
         output = run_scenario(emulator.client_environment(), "stream", prompt="echo: both ways")
     assert secure.status_code == plain.status_code == 200
     assert output[-1]["output"] == "echo: both ways"
+
+
+def test_a_busy_tls_port_stops_serve_with_a_clear_message(tmp_path: Path) -> None:
+    """If --tls-port is taken, serve exits 2 naming the address and the option, without a traceback."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = [sys.executable, "-m", "emulator", "serve", "--port", "0", "--tls-port", str(port)]
+        done = subprocess.run([*argv, "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port} (--tls-port)" in done.stderr
+    assert "Traceback" not in done.stderr
