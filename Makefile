@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 ARGS ?=
 
-.PHONY: install test-deps run test bench lint clean
+.PHONY: install test-deps js-deps run test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -21,10 +21,16 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	$(PIP) -e '.[test]'
 	touch $@
 
+# The JS client suite (tests/js) needs @fal-ai/client, installed from the committed lock file.
+js-deps: tests/js/node_modules/.package-lock.json
+
+tests/js/node_modules/.package-lock.json: tests/js/package-lock.json tests/js/package.json
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+
 run: install
 	$(VENV)/bin/any-llm-emulator serve $(ARGS)
 
-test: test-deps
+test: test-deps js-deps
 	$(PY) -m pytest $(ARGS)
 
 bench: test-deps
@@ -37,4 +43,4 @@ lint: test-deps
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules

@@ -178,7 +178,7 @@ def bench(args: argparse.Namespace) -> list[Result]:
 
         port = free_port()
         cli = str(Path(sys.executable).parent / "any-llm-emulator")  # the venv's console script, as `make run` uses
-        argv = [cli, "serve", "--port", str(port), "--profile", "instant", "--seed", "1"]
+        argv = [cli, "serve", "--port", str(port), "--tls-port", "0", "--profile", "instant", "--seed", "1"]
         with server(argv, port, "/_emulator/health") as proc:
             request_id = completed_request(port, proc)
             base = f"http://{HOST}:{port}{ENDPOINT}"

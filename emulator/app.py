@@ -17,8 +17,9 @@ from emulator.clock import Clock
 from emulator.config import Settings
 from emulator.service import Emulator
 from emulator.store import Store
-from emulator.surfaces import control, queue, run, webhooks
+from emulator.surfaces import cdn, control, queue, rest, run, webhooks
 from emulator.surfaces.common import json_response
+from emulator.surfaces.dispatch import FalHosts
 from emulator.surfaces.journal import JournalMiddleware
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -72,12 +73,17 @@ def create_app(
         Mount("/_emulator", routes=control.routes + webhooks.control_routes),
         *webhooks.rest_routes,
         Mount("/run", routes=[Route("/{path:path}", run.handle, methods=ALL_METHODS)]),
+        # Storage, for the official clients' uploads: rest.fal.ai under /rest, v3.fal.media under /cdn.
+        Mount("/rest", routes=rest.routes + webhooks.rest_routes),
+        Mount("/cdn", routes=cdn.routes),
         Route("/{path:path}", queue.handle, methods=ALL_METHODS),
     ]
+    # FalHosts serves the JS proxy path and requests addressed to fal's own host names; it runs
+    # first, so the journal records the call as it was dispatched.
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(JournalMiddleware, emulator=emulator)],
+        middleware=[Middleware(FalHosts), Middleware(JournalMiddleware, emulator=emulator)],
         exception_handlers={HTTPException: http_error, 500: server_error},
     )
     app.state.emulator = emulator

@@ -1,9 +1,8 @@
-"""The command line: ``any-llm-emulator serve``. Parsing only; the work is elsewhere."""
+"""The command line: ``any-llm-emulator serve`` and ``env``. Parsing only; the work is elsewhere."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -88,7 +87,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--webhook-senders", type=int, help=f"concurrent webhook POSTs; default 16 {_env_help('webhook_senders')}"
     )
     serve.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    _add_client_options(serve)
+    serve.add_argument(
+        "--max-upload-bytes",
+        type=int,
+        help=f"largest file the storage surface keeps; default 536870912 {_env_help('max_upload_bytes')}",
+    )
+    env = commands.add_parser(
+        "env",
+        help="print the shell lines that point the official fal clients at a running emulator",
+        description='Print POSIX shell lines for eval "$(any-llm-emulator env)": FAL_KEY, FAL_RUN_HOST, '
+        "FAL_QUEUE_RUN_HOST and SSL_CERT_FILE for the Python client, and the fal.config(...) call for "
+        "the JS client. Give it the same options (or environment) as serve.",
+    )
+    env.add_argument("--host", help=f"interface serve binds; default 127.0.0.1 {_env_help('host')}")
+    env.add_argument("--port", type=int, help=f"serve's HTTP port; default 8000 {_env_help('port')}")
+    _add_client_options(env)
     return parser
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    """Options serve and env share: where TLS listens and where the CA and uploads are kept."""
+    parser.add_argument(
+        "--tls-port",
+        type=int,
+        help=f"HTTPS port beside the HTTP one; default 8443, 0 turns TLS off {_env_help('tls_port')}",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help=f"keeps the local CA and uploads; default $XDG_DATA_HOME/any-llm-emulator {_env_help('data_dir')}",
+    )
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
@@ -108,7 +137,15 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         "journal_size": args.journal_size,
         "webhook_time_scale": args.webhook_time_scale,
         "webhook_senders": args.webhook_senders,
+        "tls_port": args.tls_port,
+        "data_dir": args.data_dir,
+        "max_upload_bytes": args.max_upload_bytes,
     }
+    return Settings.from_env(environ, **overrides)
+
+
+def env_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    overrides = {"host": args.host, "port": args.port, "tls_port": args.tls_port, "data_dir": args.data_dir}
     return Settings.from_env(environ, **overrides)
 
 
@@ -127,23 +164,25 @@ def banner(settings: Settings) -> str:
 
 def serve(settings: Settings, *, access_log: bool = False) -> None:
     from emulator.app import create_app
+    from emulator.clientenv import client_banner
     from emulator.service import Emulator
+    from emulator.serving import certificates_for, listen, run_servers
 
     emulator = Emulator.build(settings)
     app = create_app(emulator=emulator)
-    print(banner(settings), flush=True)
-    if settings.server == "hypercorn":
-        from hypercorn.asyncio import serve as hypercorn_serve
-        from hypercorn.config import Config
+    listeners, settings = listen(settings)
+    certs = certificates_for(settings)
+    print(banner(settings) + client_banner(settings, certs.bundle if certs else None), flush=True)
+    run_servers(app, settings, certs, listeners, access_log=access_log)
 
-        config = Config()
-        config.bind = [f"{settings.host}:{settings.port}"]
-        config.accesslog = "-" if access_log else None
-        asyncio.run(hypercorn_serve(app, config))  # type: ignore[arg-type]
-        return
-    import uvicorn
 
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=access_log, log_level="warning")
+def env(settings: Settings) -> None:
+    from emulator.clientenv import env_script
+    from emulator.serving import certificates_for
+
+    # The CA is created here if serve has not run yet, so SSL_CERT_FILE names a real file.
+    certs = certificates_for(settings)
+    print(env_script(settings, certs.bundle if certs else None), end="")
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -151,7 +190,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = parser.parse_args(argv)
     environ = os.environ if environ is None else environ
     try:
+        if args.command == "env":
+            settings = env_settings(args, environ)
+            env(settings.replace(data_dir=settings.resolved_data_dir(environ)))
+            return 0
         settings = settings_from(args, environ)
+        # Resolved once, from the environment given, for the CA and the uploads alike.
+        settings = settings.replace(data_dir=settings.resolved_data_dir(environ))
         if args.command == "serve":
             serve(settings, access_log=args.access_log)
     except (SettingsError, FixtureError, StoreError) as exc:

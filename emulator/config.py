@@ -53,6 +53,10 @@ class Settings:
     webhook_time_scale: float = 1.0  # multiplies webhook retry delays and timeouts; 0.001 for CI
     webhook_senders: int = 16  # concurrent webhook POSTs
     spec_path: Path = field(default=DEFAULT_SPEC_PATH)
+    # For the official clients: a TLS port beside the plain one (0 turns it off), and the
+    # largest file the storage surface keeps (uploads are not API bodies: max_body_bytes).
+    tls_port: int = 8443
+    max_upload_bytes: int = 512 * 1024 * 1024
 
     def __post_init__(self) -> None:
         problems = []
@@ -74,6 +78,10 @@ class Settings:
             problems.append(f"webhook_time_scale must be a finite number, 0 or more, not {self.webhook_time_scale}")
         if self.webhook_senders < 1:
             problems.append("webhook_senders must be at least 1")
+        if not 0 <= self.tls_port <= 65535:
+            problems.append(f"tls_port must be between 0 and 65535, not {self.tls_port}")
+        if self.max_upload_bytes < 1:
+            problems.append("max_upload_bytes must be positive")
         if problems:
             raise SettingsError("; ".join(problems))
 
@@ -97,7 +105,7 @@ class Settings:
 
 
 _INTS = {"port", "seed", "runners", "max_body_bytes", "retention_count", "concurrency_limit", "journal_size"}
-_INTS |= {"journal_body_bytes", "webhook_senders"}
+_INTS |= {"journal_body_bytes", "webhook_senders", "tls_port", "max_upload_bytes"}
 _FLOATS = {"retention_seconds", "keepalive_seconds", "webhook_time_scale"}
 _BOOLS = {"require_auth"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -344,6 +344,10 @@ def split_tokens(text: str) -> tuple[str, ...]:
     return tuple(tokens)
 
 
+# A check of an input when its run starts (say, that its image URLs load): a failure ends the run.
+InputCheck = Callable[[str, Mapping[str, Any]], Failure | None]
+
+
 @dataclass
 class Outputs:
     """Chooses the answer for an input: the first matching fixture, else generated text."""
@@ -351,6 +355,7 @@ class Outputs:
     fixtures: list[Fixture] = field(default_factory=list)
     seed: int | None = None
     default_length: tuple[int, int] = (40, 120)
+    checks: list[InputCheck] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._faker = Faker("en_US")
@@ -364,6 +369,11 @@ class Outputs:
 
     def answer(self, endpoint: str, inputs: Mapping[str, Any], namespace: str = "") -> Answer:
         """The answer for an input; a fixture with outcomes gives the next one for this namespace."""
+        # Input checks first, so a refused input does not use up one of a fixture's outcomes.
+        for check in self.checks:
+            failure = check(endpoint, inputs)
+            if failure is not None:
+                return Answer("", failure=failure)
         fixture = self.find(endpoint, inputs)
         wants_reasoning = bool(inputs.get("reasoning"))
         if fixture is None:

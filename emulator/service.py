@@ -12,17 +12,19 @@ from emulator.config import Settings
 from emulator.faults import Faults
 from emulator.ids import IdFactory
 from emulator.journal import Journal
+from emulator.images import ImageUrlCheck
 from emulator.lifecycle import PROFILES
 from emulator.outputs import Outputs, load_fixtures
 from emulator.scheduler import Scheduler
 from emulator.spec import Spec
+from emulator.storage import Storage
 from emulator.store import Store, open_store
 from emulator.webhooks import Webhooks
 
 
 @dataclass
 class Emulator:
-    """Settings, spec, clock, store, outputs and scheduler of one running emulator."""
+    """Settings, spec, clock, store, outputs, scheduler and uploaded files of one running emulator."""
 
     settings: Settings
     spec: Spec
@@ -33,6 +35,7 @@ class Emulator:
     faults: Faults
     journal: Journal
     webhooks: Webhooks
+    files: Storage
 
     @classmethod
     def build(
@@ -54,7 +57,13 @@ class Emulator:
                 retention_count=settings.retention_count,
             )
         spec = spec or Spec.load(settings.spec_path)
-        outputs = Outputs(load_fixtures(settings.fixtures), seed=settings.seed)
+        # Uploaded files (the storage surfaces) live in the data directory; nothing is written until an upload.
+        files = Storage(
+            settings.resolved_data_dir(os.environ) / "storage", clock=clock, max_bytes=settings.max_upload_bytes
+        )
+        outputs = Outputs(
+            load_fixtures(settings.fixtures), seed=settings.seed, checks=[ImageUrlCheck(files, [settings.host])]
+        )
         faults = Faults(settings.seed)
         scheduler = Scheduler(
             clock=clock,
@@ -74,7 +83,7 @@ class Emulator:
             http_client=http_client,
         )
         scheduler.on_complete.append(webhooks.on_complete)
-        return cls(settings, spec, clock, store, outputs, scheduler, faults, journal, webhooks)
+        return cls(settings, spec, clock, store, outputs, scheduler, faults, journal, webhooks, files)
 
     def reset(self, namespace: str | None = None) -> None:
         """Forget requests, journal entries, fault rules and fixture sequences (all, or one namespace's)."""

@@ -310,10 +310,6 @@ async def reload_fixtures(request: Request) -> Response:
     return json_response({"fixtures": count})
 
 
-async def unknown(request: Request) -> Response:
-    raise HTTPProblem(404, {"detail": f"No control endpoint {request.method} /_emulator{request.url.path}"})
-
-
 routes = [
     Route("/health", handles(health), methods=["GET"]),
     Route("/reset", handles(reset), methods=["POST"]),
