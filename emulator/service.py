@@ -11,8 +11,8 @@ from emulator.clock import Clock, ManualClock, SystemClock
 from emulator.config import Settings
 from emulator.faults import Faults
 from emulator.ids import IdFactory
-from emulator.journal import Journal
 from emulator.images import ImageUrlCheck
+from emulator.journal import Journal
 from emulator.lifecycle import PROFILES
 from emulator.outputs import Outputs, load_fixtures
 from emulator.scheduler import Scheduler

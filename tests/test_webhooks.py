@@ -36,9 +36,9 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def http(emulator: Emulator) -> AsyncIterator[httpx.AsyncClient]:
+async def http(core: Emulator) -> AsyncIterator[httpx.AsyncClient]:
     """The app in-process with its lifespan running, so the webhook senders are up."""
-    app = create_app(emulator=emulator)
+    app = create_app(emulator=core)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH) as client,
@@ -60,8 +60,8 @@ def receiver(shared_receiver: Receiver) -> Receiver:
 
 
 @pytest.fixture
-def hooks(emulator: Emulator) -> Dispatcher:
-    return emulator.webhooks.dispatcher
+def hooks(core: Emulator) -> Dispatcher:
+    return core.webhooks.dispatcher
 
 
 async def submit(http: httpx.AsyncClient, url: str, prompt: str = "Explain queues", **headers: str) -> str:
@@ -147,10 +147,10 @@ class TestPayloadsAndSignatures:
         independent_check(await served_jwks(http), call.body, call.headers)
 
     async def test_cancelled_and_timed_out_requests_call_back(
-        self, http: httpx.AsyncClient, receiver: Receiver, hooks: Dispatcher, clock: ManualClock, emulator: Emulator
+        self, http: httpx.AsyncClient, receiver: Receiver, hooks: Dispatcher, clock: ManualClock, core: Emulator
     ) -> None:
         """Cancellation and a start deadline both end in an ERROR webhook (499 and 504)."""
-        emulator.scheduler.pause()
+        core.scheduler.pause()
         cancelled = await submit(http, receiver.url)
         timed_out = await submit(http, receiver.url, **{"x-fal-request-timeout": "1"})
         cancel = await http.put(f"/fal-ai/any-llm/requests/{cancelled}/cancel")
@@ -463,7 +463,7 @@ class TestControl:
 
 class TestNeverBlocks:
     async def test_a_silent_receiver_delays_nothing_else(
-        self, http: httpx.AsyncClient, receiver: Receiver, hooks: Dispatcher, clock: ManualClock, emulator: Emulator
+        self, http: httpx.AsyncClient, receiver: Receiver, hooks: Dispatcher, clock: ManualClock, core: Emulator
     ) -> None:
         """While one delivery hangs, other webhooks are delivered and other requests complete."""
         with Blackhole() as hole:
@@ -497,27 +497,27 @@ class TestNeverBlocks:
                 assert hooks.sending == 2 and hooks.pending() == 3
 
     async def test_a_webhook_failure_never_stalls_the_queue(
-        self, http: httpx.AsyncClient, emulator: Emulator, clock: ManualClock, caplog: pytest.LogCaptureFixture
+        self, http: httpx.AsyncClient, core: Emulator, clock: ManualClock, caplog: pytest.LogCaptureFixture
     ) -> None:
         """Even if queueing a webhook fails, the request completes and the next one starts."""
 
         def broken(delivery: object) -> None:
             raise RuntimeError("dispatcher bug")
 
-        emulator.webhooks.dispatcher.submit = broken  # type: ignore[method-assign]
-        ids = [await submit(http, refused_url()) for _ in range(emulator.settings.runners + 1)]
+        core.webhooks.dispatcher.submit = broken  # type: ignore[method-assign]
+        ids = [await submit(http, refused_url()) for _ in range(core.settings.runners + 1)]
         clock.advance(0)
         statuses = [(await http.get(f"/fal-ai/any-llm/requests/{rid}/status")).json()["status"] for rid in ids]
         assert statuses == ["COMPLETED"] * len(ids)
         assert "could not queue the webhook" in caplog.text
 
-    async def test_deliveries_wait_for_the_senders_to_start(self, emulator: Emulator, clock: ManualClock) -> None:
+    async def test_deliveries_wait_for_the_senders_to_start(self, core: Emulator, clock: ManualClock) -> None:
         """Completion only queues a webhook; nothing is sent until the lifespan starts the senders."""
-        transport = httpx.ASGITransport(app=create_app(emulator=emulator))
+        transport = httpx.ASGITransport(app=create_app(emulator=core))
         async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=AUTH) as http:
             await submit(http, refused_url())
             clock.advance(0)
-        hooks = emulator.webhooks.dispatcher
+        hooks = core.webhooks.dispatcher
         assert not hooks.running and hooks.pending() == 1 and hooks.attempts() == []
 
 
