@@ -109,6 +109,22 @@ def subscribe(prompt: str, endpoint: str = APP, **extra: Any) -> Any:
 
 
 @scenario
+def subscribe_with_timeouts(
+    prompt: str, client_timeout: float | None = None, start_timeout: float | None = None
+) -> Any:
+    """subscribe with the client's own deadline and/or the server-side start deadline."""
+    try:
+        output = fal_client.subscribe(
+            APP, {"prompt": prompt}, client_timeout=client_timeout, start_timeout=start_timeout
+        )
+    except fal_client.FalClientTimeoutError as exc:
+        return {"error": "FalClientTimeoutError", "timeout": exc.timeout}
+    except fal_client.FalClientHTTPError as exc:
+        return http_error(exc)
+    return {"output": output}
+
+
+@scenario
 def iter_events(prompt: str) -> Any:
     handle = fal_client.submit(APP, {"prompt": prompt})
     return [status_json(status) for status in handle.iter_events(with_logs=True, interval=0.01)]
