@@ -32,6 +32,8 @@ run: install
 
 test: test-deps js-deps
 	$(PY) -m pytest $(ARGS)
+	# The plugin example, as a user's project runs it: its own pytest.ini, two xdist workers.
+	cd examples && ../$(PY) -m pytest -n 2 -p no:cacheprovider
 
 bench: test-deps
 	$(PY) bench/run.py $(ARGS)

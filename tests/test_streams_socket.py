@@ -6,6 +6,7 @@ import itertools
 import json
 
 import httpx
+import pytest
 
 from tests.conftest import AUTH
 from tests.servers import RunningServer
@@ -74,3 +75,42 @@ def test_sync_run_returns_the_output(live_server: RunningServer) -> None:
     assert response.json() == {"output": "echo: hello socket", "partial": False, "error": None}
     assert response.headers["x-fal-request-id"]
     assert response.headers["x-fal-billable-units"] == "1"
+
+
+def inject(server: RunningServer, **rule: object) -> None:
+    httpx.post(f"{server.base_url}/_emulator/next", json=rule).raise_for_status()
+
+
+def test_a_reset_fault_drops_the_connection(live_server: RunningServer) -> None:
+    """A reset fault starts an answer and drops the connection: the client sees a transport error."""
+    inject(live_server, actions=["submit"], fault={"kind": "reset"})
+    with httpx.Client(base_url=live_server.base_url, headers=AUTH, timeout=20) as http:
+        with pytest.raises(httpx.TransportError):
+            http.post("/fal-ai/any-llm", json={"prompt": "x"})
+        assert http.post("/fal-ai/any-llm", json={"prompt": "x"}).status_code == 200
+
+
+@pytest.mark.parametrize("stream", ["run", "status"])
+def test_a_stream_drops_mid_way(live_server: RunningServer, stream: str) -> None:
+    """drop_stream cuts a stream after N events, without its final event."""
+    with httpx.Client(base_url=live_server.base_url, headers=AUTH, timeout=20) as http:
+        if stream == "run":
+            inject(live_server, actions=["run_stream"], fault={"kind": "drop_stream", "after_events": 2})
+            request = http.build_request(
+                "POST", "/run/fal-ai/any-llm/stream", json={"prompt": "What is the meaning of life?"}
+            )
+        else:
+            rid = http.post("/fal-ai/any-llm", json={"prompt": "What is the meaning of life?"}).json()["request_id"]
+            inject(live_server, actions=["status_stream"], fault={"kind": "drop_stream", "after_events": 1})
+            request = http.build_request("GET", f"/fal-ai/any-llm/requests/{rid}/status/stream")
+        lines: list[str] = []
+        response = http.send(request, stream=True)
+        with pytest.raises(httpx.TransportError):
+            lines.extend(response.iter_lines())
+        response.close()
+    events = sse_data(lines)
+    assert len(events) == (2 if stream == "run" else 1)
+    if stream == "run":
+        assert all(e["partial"] for e in events)
+    else:
+        assert events[0]["status"] != "COMPLETED"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from starlette.requests import Request
@@ -136,6 +137,15 @@ def method_not_allowed(allowed: str) -> HTTPProblem:
 
 class FaultTriggered(ConnectionResetError):
     """Raised inside a response on purpose, so the server drops the connection."""
+
+
+def _not_a_triggered_fault(record: logging.LogRecord) -> bool:
+    """Keep the servers' error logs for real errors, not for connections dropped on purpose."""
+    return not (record.exc_info and isinstance(record.exc_info[1], FaultTriggered))
+
+
+for _server_log in ("uvicorn.error", "hypercorn.error"):
+    logging.getLogger(_server_log).addFilter(_not_a_triggered_fault)
 
 
 class ResetResponse(Response):
