@@ -225,12 +225,18 @@ class Faults:
         endpoint: str | None = None,
         request_id: str | None = None,
         kinds: frozenset[str] = KINDS,
+        scoped_only: bool = False,
     ) -> Fault | None:
-        """The first rule that applies to this call, consuming one of its uses."""
+        """The first rule that applies to this call, consuming one of its uses.
+
+        ``scoped_only`` looks only at rules for one request (those a fixture attached to it).
+        """
         if not self.rules:
             return None
         for rule in self.rules:
             if action not in rule.actions or rule.fault.kind not in kinds:
+                continue
+            if scoped_only and rule.request_id is None:
                 continue
             if rule.namespace is not None and rule.namespace != namespace:
                 continue

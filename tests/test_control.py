@@ -387,3 +387,73 @@ async def test_control_token(core: Emulator, clock: ManualClock) -> None:
         assert (await http.get("/_emulator/config", headers={"Authorization": "Bearer s3cret"})).status_code == 200
         assert (await http.get("/_emulator/health")).status_code == 200
         assert (await http.get("/_emulator/nothing-here")).status_code == 404
+
+
+FAULTY_FIXTURES = """
+fixtures:
+  - name: lost-runner
+    match: {prompt: lost-runner}
+    faults: [{kind: complete_with_error, error_type: runner_disconnected}]
+  - name: refused
+    match: {prompt: refused}
+    faults: [{kind: complete_with_error, status: 422, detail: [{loc: [body, prompt], msg: no, type: value_error}]}]
+  - name: held
+    match: {prompt: held}
+    faults: [{kind: hold, stage: progress}]
+  - name: slow-result
+    match: {prompt: slow-result}
+    faults: [{kind: latency, seconds: 20, actions: [result]}]
+  - name: truncated
+    match: {prompt: truncated}
+    faults: [{kind: truncated_body, actions: [status]}]
+  - name: malformed
+    match: {prompt: malformed}
+    faults: [{kind: malformed_body, actions: [result]}]
+"""
+
+
+@pytest.fixture
+async def faulty(tmp_path: Path, clock: ManualClock) -> httpx.AsyncClient:
+    (tmp_path / "faults.yaml").write_text(FAULTY_FIXTURES)
+    emulator = Emulator.build(Settings(fixtures=(tmp_path,), profile="instant"), clock=clock)
+    transport = httpx.ASGITransport(app=create_app(emulator=emulator))
+    return httpx.AsyncClient(transport=transport, base_url="http://e.test", headers=AUTH)
+
+
+async def test_fixture_complete_with_error(faulty: httpx.AsyncClient, clock: ManualClock) -> None:
+    """complete_with_error from a fixture: a lost runner (503) and an app 422, reported consistently."""
+    lost, refused = await rid_of(faulty, "lost-runner"), await rid_of(faulty, "refused")
+    clock.advance(0)
+    assert (await faulty.get(f"/fal-ai/any-llm/requests/{lost}")).json()["error_type"] == "runner_disconnected"
+    status = (await faulty.get(f"/fal-ai/any-llm/requests/{refused}/status")).json()
+    assert status["error"] == "Invalid status code: 422"
+    assert (await faulty.get(f"/fal-ai/any-llm/requests/{refused}")).status_code == 422
+
+
+async def test_fixture_hold_and_latency(faulty: httpx.AsyncClient, clock: ManualClock) -> None:
+    """A hold from a fixture keeps the run going until released; latency delays only the named action."""
+    held = await rid_of(faulty, "held")
+    clock.advance(600)
+    assert (await faulty.get(f"/fal-ai/any-llm/requests/{held}/status")).json()["status"] == "IN_PROGRESS"
+    await faulty.post(f"/_emulator/requests/{held}/release")
+    clock.advance(0)
+    assert (await faulty.get(f"/fal-ai/any-llm/requests/{held}/status")).json()["status"] == "COMPLETED"
+    slow = await rid_of(faulty, "slow-result")
+    clock.advance(0)
+    assert (await faulty.get(f"/fal-ai/any-llm/requests/{slow}/status")).status_code == 200
+    started = clock.now()
+    result = await drive(clock, faulty.get(f"/fal-ai/any-llm/requests/{slow}"), step=1.0)
+    assert result.status_code == 200
+    assert clock.now() - started >= 20
+
+
+async def test_fixture_spoiled_bodies(faulty: httpx.AsyncClient, clock: ManualClock) -> None:
+    """truncated_body and malformed_body from a fixture spoil exactly the named action's answer."""
+    truncated, malformed = await rid_of(faulty, "truncated"), await rid_of(faulty, "malformed")
+    clock.advance(0)
+    with pytest.raises(json.JSONDecodeError):
+        (await faulty.get(f"/fal-ai/any-llm/requests/{truncated}/status")).json()
+    assert (await faulty.get(f"/fal-ai/any-llm/requests/{truncated}")).json()["output"]
+    assert (await faulty.get(f"/fal-ai/any-llm/requests/{malformed}/status")).json()["status"] == "COMPLETED"
+    with pytest.raises(json.JSONDecodeError):
+        (await faulty.get(f"/fal-ai/any-llm/requests/{malformed}")).json()

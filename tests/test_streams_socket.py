@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import httpx
 import pytest
 
+from emulator import Settings
 from tests.conftest import AUTH
-from tests.servers import RunningServer
+from tests.servers import RunningServer, start_server
 
 
 def sse_data(lines: list[str]) -> list[dict[str, object]]:
@@ -114,3 +116,29 @@ def test_a_stream_drops_mid_way(live_server: RunningServer, stream: str) -> None
         assert all(e["partial"] for e in events)
     else:
         assert events[0]["status"] != "COMPLETED"
+
+
+def test_fixture_stream_drop_and_reset(tmp_path: Path) -> None:
+    """drop_stream and reset declared in a fixture act on the requests it matches, over a socket."""
+    (tmp_path / "f.yaml").write_text(
+        """
+fixtures:
+  - name: dropped
+    match: {prompt: dropped}
+    faults: [{kind: drop_stream, after_events: 3}]
+  - name: reset
+    match: {prompt: reset}
+    faults: [{kind: reset, actions: [result]}]
+"""
+    )
+    settings = Settings(profile="instant", fixtures=(tmp_path,), data_dir=tmp_path)
+    with start_server(settings) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=20) as http:
+        lines: list[str] = []
+        with http.stream("POST", "/run/fal-ai/any-llm/stream", json={"prompt": "dropped"}) as response:  # noqa: SIM117
+            with pytest.raises(httpx.TransportError):
+                lines.extend(response.iter_lines())
+        assert len(sse_data(lines)) == 3
+        rid = http.post("/fal-ai/any-llm", json={"prompt": "reset"}).json()["request_id"]
+        http.get(f"/fal-ai/any-llm/requests/{rid}/status")
+        with pytest.raises(httpx.TransportError):
+            http.get(f"/fal-ai/any-llm/requests/{rid}")

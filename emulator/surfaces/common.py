@@ -169,13 +169,16 @@ async def http_fault(
     *,
     endpoint: str | None = None,
     request_id: str | None = None,
+    scoped_only: bool = False,
 ) -> Fault | None:
     """Apply the fault rule matching this call, if any.
 
     Latency waits (on the emulator's clock) and lets the call go on; an HTTP error is raised
     as its answer; body and connection faults are returned for ``with_fault`` to apply.
     """
-    fault = emulator.faults.match(action, namespace, endpoint=endpoint, request_id=request_id, kinds=HTTP_KINDS)
+    fault = emulator.faults.match(
+        action, namespace, endpoint=endpoint, request_id=request_id, kinds=HTTP_KINDS, scoped_only=scoped_only
+    )
     if fault is None:
         return None
     if fault.kind == "latency":

@@ -41,6 +41,11 @@ async def handle(request: Request) -> Response:
         action = "run_stream" if streaming else "run"
         fault = await http_fault(request, emulator, action, namespace, endpoint=endpoint)
         record = await start(request, emulator, namespace, endpoint, action)
+        if fault is None:
+            # Rules a fixture attached to this very request exist only once it is accepted.
+            fault = await http_fault(
+                request, emulator, action, namespace, endpoint=endpoint, request_id=record.id, scoped_only=True
+            )
         if streaming:
             drop_after = fault.after_events if fault is not None and fault.kind == "drop_stream" else None
             return with_fault(await stream(emulator, record, drop_after), fault)
