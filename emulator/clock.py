@@ -32,6 +32,22 @@ class Clock(Protocol):
     def advance(self, seconds: float) -> int: ...
 
 
+async def sleep_on(clock: Clock, seconds: float) -> None:
+    """Sleep until ``clock`` has moved ``seconds`` on: a timer on that clock, awaited."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    timer = clock.call_at(clock.now() + max(0.0, seconds), wake)
+    try:
+        await future
+    finally:
+        timer.cancel()
+
+
 class _SystemTimer:
     __slots__ = ("callback", "cancelled", "handle", "when")
 
@@ -78,18 +94,7 @@ class SystemClock:
         return timer
 
     async def sleep(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            if not future.done():
-                future.set_result(None)
-
-        timer = self.call_at(self.now() + max(0.0, seconds), wake)
-        try:
-            await future
-        finally:
-            timer.cancel()
+        await sleep_on(self, seconds)
 
     def advance(self, seconds: float) -> int:
         """Jump forward by ``seconds``; fire, in time order, every timer that falls due."""
@@ -142,18 +147,7 @@ class ManualClock:
         return timer
 
     async def sleep(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            if not future.done():
-                future.set_result(None)
-
-        timer = self.call_at(self._now + max(0.0, seconds), wake)
-        try:
-            await future
-        finally:
-            timer.cancel()
+        await sleep_on(self, seconds)
 
     def advance(self, seconds: float) -> int:
         """Move time on by ``seconds``, firing every timer that falls due; return how many fired."""
