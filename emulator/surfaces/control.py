@@ -40,7 +40,7 @@ async def _json_body(request: Request) -> JSON:
     return data
 
 
-def _guard(request: Request) -> Emulator:
+def guard(request: Request) -> Emulator:
     """The emulator, once the caller has shown the control token (when one is set)."""
     emulator = emulator_of(request)
     token = emulator.settings.control_token
@@ -90,7 +90,7 @@ async def health(request: Request) -> Response:
 
 
 async def reset(request: Request) -> Response:
-    emulator = _guard(request)
+    emulator = guard(request)
     namespace = _namespace(request, await _json_body(request))
     emulator.reset(namespace)
     return json_response({"reset": namespace or "all"})
@@ -112,11 +112,11 @@ def _config(emulator: Emulator) -> JSON:
 
 
 async def get_config(request: Request) -> Response:
-    return json_response(_config(_guard(request)))
+    return json_response(_config(guard(request)))
 
 
 async def patch_config(request: Request) -> Response:
-    emulator = _guard(request)
+    emulator = guard(request)
     body = await _json_body(request)
     unknown = set(body) - {"profile", "runners", "faults", "concurrency_limit", "namespace"}
     if unknown:
@@ -153,7 +153,7 @@ def _rule(raw: Any, namespace: str | None) -> Rule:
 
 
 async def journal(request: Request) -> Response:
-    emulator = _guard(request)
+    emulator = guard(request)
     status = _int_param(request, "status")
     entries = emulator.journal.entries(
         namespace=request.query_params.get("namespace"),
@@ -191,7 +191,7 @@ def _describe(emulator: Emulator, record: RequestRecord) -> JSON:
 
 
 async def list_requests(request: Request) -> Response:
-    emulator = _guard(request)
+    emulator = guard(request)
     state = request.query_params.get("status")
     records = [
         r
@@ -212,7 +212,7 @@ def _find(emulator: Emulator, request_id: str, namespace: str | None) -> Request
 
 
 async def request_action(request: Request) -> Response:
-    emulator = _guard(request)
+    emulator = guard(request)
     body = await _json_body(request)
     record = _find(emulator, request.path_params["request_id"], _namespace(request, body))
     action = request.path_params["action"]
@@ -246,17 +246,17 @@ def _failure(body: JSON) -> Failure:
 
 
 async def pause(request: Request) -> Response:
-    _guard(request).scheduler.pause()
+    guard(request).scheduler.pause()
     return json_response({"paused": True})
 
 
 async def resume(request: Request) -> Response:
-    _guard(request).scheduler.resume()
+    guard(request).scheduler.resume()
     return json_response({"paused": False})
 
 
 async def clock_advance(request: Request) -> Response:
-    emulator = _guard(request)
+    emulator = guard(request)
     body = await _json_body(request)
     seconds = body.get("seconds")
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
@@ -266,12 +266,12 @@ async def clock_advance(request: Request) -> Response:
 
 
 async def clock_now(request: Request) -> Response:
-    return json_response({"now": _guard(request).clock.now()})
+    return json_response({"now": guard(request).clock.now()})
 
 
 async def next_calls(request: Request) -> Response:
     """ "The next N matching calls answer X": a fault rule that fires ``count`` times."""
-    emulator = _guard(request)
+    emulator = guard(request)
     body = await _json_body(request)
     count = body.pop("count", 1)
     if not isinstance(count, int) or count < 1:
@@ -283,12 +283,12 @@ async def next_calls(request: Request) -> Response:
 
 
 async def list_faults(request: Request) -> Response:
-    emulator = _guard(request)
+    emulator = guard(request)
     return json_response({"faults": [rule.describe() for rule in emulator.faults.rules]})
 
 
 async def add_fault(request: Request) -> Response:
-    emulator = _guard(request)
+    emulator = guard(request)
     body = await _json_body(request)
     namespace = _namespace(request, body)
     body.pop("namespace", None)
@@ -296,13 +296,13 @@ async def add_fault(request: Request) -> Response:
 
 
 async def clear_faults(request: Request) -> Response:
-    emulator = _guard(request)
+    emulator = guard(request)
     emulator.faults.clear(_namespace(request))
     return json_response({"faults": [rule.describe() for rule in emulator.faults.rules]})
 
 
 async def reload_fixtures(request: Request) -> Response:
-    emulator = _guard(request)
+    emulator = guard(request)
     try:
         count = emulator.reload_fixtures()
     except FixtureError as exc:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator.surfaces.common import HTTPProblem, emulator_of, json_response, read_body
-from emulator.surfaces.control import _guard as guard
+from emulator.surfaces.control import guard
 from emulator.surfaces.control import handles
 from emulator.webhooks import Mode
 
