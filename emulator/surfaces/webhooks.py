@@ -10,8 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator.surfaces.common import HTTPProblem, emulator_of, json_response, read_body
-from emulator.surfaces.control import guard
-from emulator.surfaces.control import handles
+from emulator.surfaces.control import guard, handles
 from emulator.webhooks import Mode
 
 # Emulator-only header on submit: this request's webhook misbehaves in the named way.
