@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_STATE_KEY, None)
     if state is None:
         return
+    _close_fal_client_connections()
     if config.getini("emulator_set_env"):
         for name, value in state["saved"].items():
             if value is None:
@@ -78,6 +80,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     for sock in state["sockets"]:
         sock.close()
     shutil.rmtree(state["data_dir"], ignore_errors=True)
+
+
+def _close_fal_client_connections() -> None:
+    """Close the connections fal_client's module-level client keeps open to the emulator.
+
+    The client caches one httpx client for the process and never closes it; left open, its
+    sockets to a server that is going away end the run with ResourceWarnings.
+    """
+    fal_client = sys.modules.get("fal_client")
+    client = getattr(fal_client, "sync_client", None)
+    cached = getattr(client, "__dict__", {}).get("_client")
+    if cached is not None:
+        cached.close()
 
 
 class EmulatorHandle:
