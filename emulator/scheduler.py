@@ -170,6 +170,10 @@ class Scheduler:
         lane = self._lanes.get(namespace)
         return 0 if lane is None else lane.queued() + lane.busy
 
+    def forgotten(self, record: RequestRecord) -> bool:
+        """Whether a reset (or expiry) has dropped this record."""
+        return self.store.get(record.namespace, record.id) is not record
+
     def is_held(self, record: RequestRecord) -> bool:
         lane = self._lanes.get(record.namespace)
         return lane is not None and (record.id in lane.held or record.paused_at is not None)

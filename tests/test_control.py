@@ -457,3 +457,16 @@ async def test_fixture_spoiled_bodies(faulty: httpx.AsyncClient, clock: ManualCl
     assert (await faulty.get(f"/fal-ai/any-llm/requests/{malformed}/status")).json()["status"] == "COMPLETED"
     with pytest.raises(json.JSONDecodeError):
         (await faulty.get(f"/fal-ai/any-llm/requests/{malformed}")).json()
+
+
+async def test_reset_ends_open_streams(client: httpx.AsyncClient, clock: ManualClock) -> None:
+    """A status stream open on a request that a reset forgets closes instead of hanging."""
+    rid = await rid_of(client)
+    stream = asyncio.ensure_future(client.get(f"/fal-ai/any-llm/requests/{rid}/status/stream"))
+    for _ in range(1000):  # poll, bounded, until the stream has answered (the journal sees it)
+        if (await client.get("/_emulator/journal", params={"path": "/status/stream"})).json()["entries"]:
+            break
+        await asyncio.sleep(0)
+    await client.post("/_emulator/reset", json={"namespace": NS})
+    response = await asyncio.wait_for(stream, timeout=10)
+    assert response.text.count("data: ") == 1

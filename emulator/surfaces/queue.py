@@ -198,6 +198,8 @@ async def status_events(
             if record.done:
                 return
         changed = await scheduler.wait(record, record.version, until=emulator.clock.now() + keepalive)
+        if scheduler.forgotten(record):
+            return  # reset while streaming: nothing more will happen to it
         if not changed:
             yield b": ping\n\n"
 

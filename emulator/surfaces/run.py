@@ -115,3 +115,5 @@ async def output_events(emulator: Emulator, record: RequestRecord) -> AsyncItera
         # The next token to send is number ``sent``; the last one goes out with the final event.
         next_due = scheduler.token_due(record, sent) if sent < len(tokens) - 1 else None
         await scheduler.wait(record, version, until=next_due)
+        if scheduler.forgotten(record):
+            return  # reset while streaming: nothing more will happen to it
