@@ -76,6 +76,9 @@ class _Lane:
     def queued(self) -> int:
         return len(self.waiting[0]) + len(self.waiting[1])
 
+    def all(self) -> list[RequestRecord]:
+        return [*self.waiting[0], *self.waiting[1], *self.starting.values(), *self.running.values()]
+
     def enqueue(self, record: RequestRecord) -> None:
         waiting = self.waiting[record.priority]
         if not waiting or waiting[-1].seq < record.seq:
@@ -229,6 +232,35 @@ class Scheduler:
             record.deadline = now + submission.timeout
             self._timer(lane, record, record.deadline, functools.partial(self._expire, record))
         return record
+
+    def restore(self) -> int:
+        """Queue again, in arrival order, what the store kept unfinished from an earlier run; returns how many."""
+        now = self.clock.now()
+        records = list(self.store.records())
+        latest = max((r.seq for r in records), default=0)
+        # Carry on the numbering, so new requests queue behind restored ones and seeded ids do not repeat.
+        if latest > self._seq:
+            self.ids.skip(latest - self._seq)
+            self._seq = latest
+        # Records a lane already holds are live in this process (an app restarted on the same core).
+        live = {(name, r.id) for name, lane in self._lanes.items() for r in lane.all()}
+        unfinished = sorted((r for r in records if not r.done and (r.namespace, r.id) not in live), key=_seq)
+        for record in unfinished:
+            if record.state is State.IN_PROGRESS:
+                # The run was lost with the process: start it again from the queue's head.
+                record.state = State.IN_QUEUE
+                record.started_at = record.plan = record.paused_at = None
+                record.logs.clear()
+                record.version += 1
+                self.store.save(record, now)
+            self._lanes.setdefault(record.namespace, _Lane()).enqueue(record)
+        for lane in list(self._lanes.values()):
+            self._dispatch(lane)
+        for record in unfinished:
+            if record.deadline is not None and not record.done:
+                lane = self._lanes[record.namespace]
+                self._timer(lane, record, record.deadline, functools.partial(self._expire, record))
+        return len(unfinished)
 
     def cancel(self, namespace: str, request_id: str) -> CancelResult:
         record = self.store.get(namespace, request_id)
@@ -407,7 +439,9 @@ class Scheduler:
             lane.enqueue(record)
             self._dispatch(lane)
             return
-        answer = lane.answers.pop(record.id, None) or self.outputs.answer(record.endpoint, record.input)
+        answer = lane.answers.pop(record.id, None) or self.outputs.answer(
+            record.endpoint, record.input, record.namespace
+        )
         record.plan = make_plan(answer, self.profile, record.input.get("model"))
         record.state = State.IN_PROGRESS
         record.started_at = self.clock.now()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Protocol
 
 from emulator.models import RequestRecord
@@ -30,3 +30,19 @@ class Store(Protocol):
     def clear(self, namespace: str | None = None) -> None: ...
 
     def __len__(self) -> int: ...
+
+    def durable(self) -> Awaitable[None] | None:
+        """Something to await until every save so far is on disk; None when there is nothing to wait for."""
+        ...
+
+    def webhook_settled(self, namespace: str, request_id: str) -> None:
+        """A request's webhook was delivered or given up on: a restart must not send it again."""
+        ...
+
+    def unsent_webhooks(self) -> list[RequestRecord]:
+        """Completed requests with a webhook a previous run did not settle, oldest first."""
+        ...
+
+    def close(self) -> None:
+        """Write what is pending and let go of files and connections."""
+        ...

@@ -13,6 +13,7 @@ from emulator.models import Priority, RequestRecord
 from emulator.scheduler import CancelResult, Submission
 from emulator.service import Emulator
 from emulator.spec import Spec
+from emulator.store import StoreError
 from emulator.surfaces.common import (
     FaultTriggered,
     HTTPProblem,
@@ -152,8 +153,20 @@ async def submit(request: Request, emulator: Emulator, namespace: str, endpoint:
     )
     if webhook_mode is not None:
         emulator.webhooks.set_mode(webhook_mode, record.id)
+    await durable(emulator)
     envelope = status_body(record, base_url(request), position=scheduler.position(record), logs=None)
     return json_response(envelope, 200, {"x-fal-request-id": record.id})
+
+
+async def durable(emulator: Emulator) -> None:
+    """Answer an accepted request only once a durable store has it on disk."""
+    pending = emulator.store.durable()
+    if pending is None:
+        return
+    try:
+        await pending
+    except StoreError as exc:
+        raise HTTPProblem(503, {"detail": f"Store unavailable: {exc}"}) from exc
 
 
 def wants_logs(params: dict[str, object]) -> bool:
