@@ -22,6 +22,7 @@ from emulator.lifecycle import Profile, billable_units, make_plan, queue_wait
 from emulator.models import CANCELLED, JSON, REQUEST_TIMEOUT, Failure, LogLine, Priority, RequestRecord, State
 from emulator.outputs import Answer, Outputs, split_tokens
 from emulator.store import Store
+from emulator.store.base import SharedQueue
 
 
 class CancelResult(enum.Enum):
@@ -153,6 +154,8 @@ class Scheduler:
         self._lanes: dict[str, _Lane] = {}
         self._waiters: dict[tuple[str, str], list[asyncio.Future[bool]]] = {}
         self._seq = 0
+        # Set when several processes serve one queue: the queue then lives in the store, not in the lanes.
+        self.shared: SharedQueue | None = None
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -162,16 +165,23 @@ class Scheduler:
     def position(self, record: RequestRecord) -> int:
         """How many requests are ahead of a queued one (0 means next)."""
         lane = self._lanes.get(record.namespace)
+        if self.shared is not None and record.state is State.IN_QUEUE and not self.is_local(record):
+            return self.shared.position(record)
         return 0 if lane is None else lane.position(record)
 
     def queue_length(self, namespace: str) -> int:
+        if self.shared is not None:
+            return self.shared.queued(namespace)
         lane = self._lanes.get(namespace)
         return 0 if lane is None else lane.queued()
 
     def in_flight(self, namespace: str) -> int:
         """Requests accepted and not yet completed in a namespace."""
         lane = self._lanes.get(namespace)
-        return 0 if lane is None else lane.queued() + lane.busy
+        busy = 0 if lane is None else lane.busy
+        if self.shared is not None:
+            return self.shared.queued(namespace) + busy
+        return 0 if lane is None else lane.queued() + busy
 
     def is_held(self, record: RequestRecord) -> bool:
         lane = self._lanes.get(record.namespace)
@@ -224,6 +234,10 @@ class Scheduler:
         )
         lane.answers[record.id] = _apply_lifecycle_fault(answer, fault, lane, record)
         self.store.add(record)
+        if self.shared is not None:
+            # The shared queue orders it among every process's requests; a free runner anywhere claims it.
+            self.store.save(record, now)
+            return record
         lane.enqueue(record)
         self.store.save(record, now)
         # Dispatch first: a runner free now starts the request before its deadline can fire.
@@ -248,10 +262,7 @@ class Scheduler:
         for record in unfinished:
             if record.state is State.IN_PROGRESS:
                 # The run was lost with the process: start it again from the queue's head.
-                record.state = State.IN_QUEUE
-                record.started_at = record.plan = record.paused_at = None
-                record.logs.clear()
-                record.version += 1
+                _requeued(record)
                 self.store.save(record, now)
             self._lanes.setdefault(record.namespace, _Lane()).enqueue(record)
         for lane in list(self._lanes.values()):
@@ -261,6 +272,42 @@ class Scheduler:
                 lane = self._lanes[record.namespace]
                 self._timer(lane, record, record.deadline, functools.partial(self._expire, record))
         return len(unfinished)
+
+    # -- the shared queue's side (Runners) ------------------------------------------------
+
+    def free_slots(self, namespace: str) -> int:
+        if self.paused:
+            return 0
+        lane = self._lanes.get(namespace)
+        return self.runners - (0 if lane is None else lane.busy)
+
+    def is_local(self, record: RequestRecord) -> bool:
+        lane = self._lanes.get(record.namespace)
+        return lane is not None and (record.id in lane.starting or record.id in lane.running)
+
+    def run_claimed(self, record: RequestRecord) -> None:
+        """Run a request claimed from the shared queue, after the profile's queue wait."""
+        lane = self._lanes.setdefault(record.namespace, _Lane())
+        if record.state is State.IN_PROGRESS:
+            _requeued(record)  # its runner died: start over
+        lane.starting[record.id] = record
+        start_at = max(self.clock.now(), record.submitted_at + self.profile.queue_wait)
+        self._timer(lane, record, start_at, functools.partial(self._start, record))
+
+    def remote_changed(self, record: RequestRecord) -> None:
+        """Another process changed a record: stop a local run it ended, wake waiters."""
+        lane = self._lanes.get(record.namespace)
+        if record.done and lane is not None:
+            freed = lane.starting.pop(record.id, None) is not None
+            freed = lane.running.pop(record.id, None) is not None or freed
+            lane.cancel_timers(record)
+            lane.logs_applied.pop(record.id, None)
+            lane.answers.pop(record.id, None)
+            if freed and self.shared is not None:
+                self.shared.wake()
+        for future in self._waiters.pop((record.namespace, record.id), ()):
+            if not future.done():
+                future.set_result(True)
 
     def cancel(self, namespace: str, request_id: str) -> CancelResult:
         record = self.store.get(namespace, request_id)
@@ -276,6 +323,8 @@ class Scheduler:
 
     def resume(self) -> None:
         self.paused = False
+        if self.shared is not None:
+            self.shared.wake()
         for lane in list(self._lanes.values()):
             self._dispatch(lane)
 
@@ -285,6 +334,8 @@ class Scheduler:
         self.runners = runners
         for lane in list(self._lanes.values()):
             self._dispatch(lane)
+        if self.shared is not None:
+            self.shared.wake()
 
     def hold(self, record: RequestRecord) -> None:
         """Keep a request where it is (queued, or mid-run) until ``release``."""
@@ -517,6 +568,16 @@ class Scheduler:
             listener(record)
         if lane is not None and freed:
             self._dispatch(lane)
+            if self.shared is not None:
+                self.shared.wake()
+
+
+def _requeued(record: RequestRecord) -> None:
+    """Put a record whose run was lost back to how it was before it started."""
+    record.state = State.IN_QUEUE
+    record.started_at = record.plan = record.paused_at = None
+    record.logs.clear()
+    record.version += 1
 
 
 def _apply_lifecycle_fault(answer: Answer, fault: Fault | None, lane: _Lane, record: RequestRecord) -> Answer:

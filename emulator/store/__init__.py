@@ -9,7 +9,7 @@ from emulator.store.memory import MemoryStore
 
 __all__ = ["MemoryStore", "Store", "StoreError", "open_store"]
 
-KNOWN = "'memory' or 'sqlite:///path/to/file.db'"
+KNOWN = "'memory', 'sqlite:///path/to/file.db' or 'redis://host:port/db'"
 
 
 def open_store(url: str, *, retention_seconds: float, retention_count: int) -> Store:
@@ -23,4 +23,8 @@ def open_store(url: str, *, retention_seconds: float, retention_count: int) -> S
         if not path:
             raise StoreError(f"store {url!r} names no file: use sqlite:///absolute/path.db or sqlite://relative.db")
         return SqliteStore(Path(path), retention_seconds=retention_seconds, retention_count=retention_count)
+    if url.startswith(("redis://", "rediss://")):
+        from emulator.store.redis_store import RedisStore
+
+        return RedisStore(url, retention_seconds=retention_seconds, retention_count=retention_count)
     raise StoreError(f"unsupported store {url!r}: use {KNOWN}")

@@ -6,6 +6,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Iterator
 
 from emulator.models import RequestRecord
+from emulator.store.base import SharedQueue
 
 
 class MemoryStore:
@@ -71,3 +72,9 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+    def refresh(self, namespace: str, request_id: str) -> Awaitable[None] | None:
+        return None
+
+    def shared(self) -> SharedQueue | None:
+        return None

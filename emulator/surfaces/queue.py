@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -102,6 +102,8 @@ async def handle(request: Request) -> Response:
 async def answer(request: Request, emulator: Emulator, namespace: str, target: Target, fault: Fault | None) -> Response:
     if target.action == "submit":
         return await submit(request, emulator, namespace, target.endpoint)
+    assert target.request_id is not None
+    await store_call(emulator.store.refresh(namespace, target.request_id))
     record = find(emulator, namespace, target)
     if target.action == "cancel":
         return cancel(emulator, namespace, record)
@@ -153,14 +155,14 @@ async def submit(request: Request, emulator: Emulator, namespace: str, endpoint:
     )
     if webhook_mode is not None:
         emulator.webhooks.set_mode(webhook_mode, record.id)
-    await durable(emulator)
+    # Accepted means kept: a durable or shared store has the request before the client hears so.
+    await store_call(emulator.store.durable())
     envelope = status_body(record, base_url(request), position=scheduler.position(record), logs=None)
     return json_response(envelope, 200, {"x-fal-request-id": record.id})
 
 
-async def durable(emulator: Emulator) -> None:
-    """Answer an accepted request only once a durable store has it on disk."""
-    pending = emulator.store.durable()
+async def store_call(pending: Awaitable[None] | None) -> None:
+    """Wait for the store when it has something to do; a store that is down answers 503."""
     if pending is None:
         return
     try:
