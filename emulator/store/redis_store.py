@@ -185,7 +185,10 @@ class RedisStore(MemoryStore):
 
     async def start(self, runners: Runners) -> None:
         self._runners = runners
-        self._client = aioredis.Redis.from_url(self.address.url, socket_connect_timeout=2, socket_timeout=5)
+        # A connection idle across a Redis restart is stale: the health check finds that out before using it.
+        self._client = aioredis.Redis.from_url(
+            self.address.url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=1
+        )
         for name, source in (("submit", _SUBMIT), ("claim", _CLAIM), ("renew", _RENEW), ("reap", _REAP)):
             self._scripts[name] = self._client.register_script(source)
         self._scripts["clear"] = self._client.register_script(_CLEAR)
@@ -235,13 +238,17 @@ class RedisStore(MemoryStore):
 
     async def _refresh(self, namespace: str, request_id: str) -> None:
         client = self._connected()
-        try:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.get(self._key("req", namespace, request_id))
-                pipe.zrank(self._key("queue", namespace), request_id)
-                body, rank = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise self._unavailable(exc) from exc
+        for attempt in (1, 2):
+            try:
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.get(self._key("req", namespace, request_id))
+                    pipe.zrank(self._key("queue", namespace), request_id)
+                    body, rank = await pipe.execute()
+                break
+            except (RedisError, OSError) as exc:
+                # Once more on a fresh connection: the first may have been closed by a Redis restart.
+                if attempt == 2:
+                    raise self._unavailable(exc) from exc
         if body is not None:
             self._mirror(decode(body))
         if rank is not None:
