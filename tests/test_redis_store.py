@@ -73,7 +73,8 @@ def test_two_processes_share_one_queue(tmp_path: Path, redis: RedisServer) -> No
         for api in (api_a, api_b):
             assert api.post("/_emulator/resume").status_code == 200
         for api in (api_a, api_b):
-            poll(lambda api=api: all(status(api, i)["status"] == "COMPLETED" for i in ids), "all completed")  # type: ignore[misc]
+            poll(lambda api=api: all(status(api, i)["status"] == "COMPLETED" for i in ids), "all completed")
+        for api in (api_a, api_b):
             assert [api.get(f"/{ENDPOINT}/requests/{i}").status_code for i in ids] == [200] * 6
         calls = receiver.wait_for_calls(6, timeout=15.0)
         # One runner per request: six webhooks, one for each, and no second one arriving late.
@@ -115,7 +116,9 @@ def test_a_redis_that_goes_away_answers_503_then_recovers(tmp_path: Path, redis:
         assert polled.status_code == 503 and "unavailable" in polled.json()["detail"]
         redis.start()
         poll(lambda: api.post(f"/{ENDPOINT}", json={"prompt": "after"}).status_code == 200, "submit accepted again")
-        later = api.post(f"/{ENDPOINT}", json={"prompt": "after"}).json()["request_id"]
+        again = api.post(f"/{ENDPOINT}", json={"prompt": "after"})
+        assert again.status_code == 200, again.text
+        later = again.json()["request_id"]
         poll(lambda: status(api, later)["status"] == "COMPLETED", "a request after the outage completed")
 
 

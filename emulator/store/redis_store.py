@@ -15,15 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from emulator.models import RequestRecord, State
@@ -32,6 +34,7 @@ from emulator.store.codec import decode, encode
 from emulator.store.memory import MemoryStore
 
 log = logging.getLogger("emulator.store")
+T = TypeVar("T")
 
 # How often a process renews its leases, reaps expired ones and looks for work when nothing woke it.
 TICK_SECONDS = 0.1
@@ -238,17 +241,17 @@ class RedisStore(MemoryStore):
 
     async def _refresh(self, namespace: str, request_id: str) -> None:
         client = self._connected()
-        for attempt in (1, 2):
-            try:
-                async with client.pipeline(transaction=False) as pipe:
-                    pipe.get(self._key("req", namespace, request_id))
-                    pipe.zrank(self._key("queue", namespace), request_id)
-                    body, rank = await pipe.execute()
-                break
-            except (RedisError, OSError) as exc:
-                # Once more on a fresh connection: the first may have been closed by a Redis restart.
-                if attempt == 2:
-                    raise self._unavailable(exc) from exc
+
+        async def read() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.get(self._key("req", namespace, request_id))
+                pipe.zrank(self._key("queue", namespace), request_id)
+                return await pipe.execute()
+
+        try:
+            body, rank = await self._retrying(read)
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
         if body is not None:
             self._mirror(decode(body))
         if rank is not None:
@@ -263,6 +266,19 @@ class RedisStore(MemoryStore):
 
     def _unavailable(self, exc: BaseException) -> StoreError:
         return StoreError(f"Redis at {self.where} is unavailable ({type(exc).__name__}: {exc})")
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Call once more on fresh connections if the first try finds the connection dead.
+
+        Connections idle in the pool across a Redis restart are closed by then; dropping them all
+        at the first such error keeps the next calls from tripping over them one by one. Both
+        callers are idempotent (records are written whole, queue entries by id).
+        """
+        try:
+            return await call()
+        except (RedisConnectionError, OSError):
+            await self._connected().connection_pool.disconnect()
+            return await call()
 
     def _put(self, op: tuple[Any, ...]) -> None:
         self._pending.append(op)
@@ -280,7 +296,7 @@ class RedisStore(MemoryStore):
                 continue
             failure: StoreError | None = None
             try:
-                await self._write(batch)
+                await self._retrying(functools.partial(self._write, batch))
             except (RedisError, OSError) as exc:
                 failure = self._unavailable(exc)
                 log.error("%s", failure)
@@ -316,6 +332,8 @@ class RedisStore(MemoryStore):
                     _, ns, rid, done, lease, body = op
                     pipe.set(self._key("req", ns, rid), body)
                     if done:
+                        # Completed records expire in Redis as they do in each process's mirror.
+                        pipe.expire(self._key("req", ns, rid), max(1, int(self.retention_seconds)))
                         pipe.zrem(self._key("queue", ns), rid)
                     if lease is not None:
                         pipe.zrem(self._key("leases"), lease)
@@ -333,6 +351,8 @@ class RedisStore(MemoryStore):
         for key, rank in zip(submitted, ranks, strict=True):
             if rank is not None:
                 self._positions[key] = int(rank)
+        if submitted:
+            self.wake()  # new work: claim it now, not at the next tick
 
     # -- claims, leases, the mirror ---------------------------------------------------------
 
@@ -400,7 +420,9 @@ class RedisStore(MemoryStore):
         if origin == self.owner:
             return
         if kind == "put":
-            self._mirror(decode(rest))
+            record = self._mirror(decode(rest))
+            if record.state is State.IN_QUEUE:
+                self.wake()  # another process queued work: a free runner here may take it
         elif kind == "clear":
             MemoryStore.clear(self, rest or None)
 
@@ -438,7 +460,7 @@ def _submit_results(batch: list[tuple[Any, ...]], results: list[Any]) -> list[An
             index += 1
         elif kind == "put":
             paired.append(None)
-            index += 2 + bool(op[3]) + (op[4] is not None)
+            index += 2 + 2 * bool(op[3]) + (op[4] is not None)
         else:
             paired.append(None)
             index += 2

@@ -103,7 +103,9 @@ async def answer(request: Request, emulator: Emulator, namespace: str, target: T
     if target.action == "submit":
         return await submit(request, emulator, namespace, target.endpoint)
     assert target.request_id is not None
-    await store_call(emulator.store.refresh(namespace, target.request_id))
+    refreshing = emulator.store.refresh(namespace, target.request_id)
+    if refreshing is not None:  # a shared store: read the truth, which another process may have changed
+        await store_call(refreshing)
     record = find(emulator, namespace, target)
     if target.action == "cancel":
         return cancel(emulator, namespace, record)
@@ -156,15 +158,15 @@ async def submit(request: Request, emulator: Emulator, namespace: str, endpoint:
     if webhook_mode is not None:
         emulator.webhooks.set_mode(webhook_mode, record.id)
     # Accepted means kept: a durable or shared store has the request before the client hears so.
-    await store_call(emulator.store.durable())
+    writing = emulator.store.durable()
+    if writing is not None:
+        await store_call(writing)
     envelope = status_body(record, base_url(request), position=scheduler.position(record), logs=None)
     return json_response(envelope, 200, {"x-fal-request-id": record.id})
 
 
-async def store_call(pending: Awaitable[None] | None) -> None:
-    """Wait for the store when it has something to do; a store that is down answers 503."""
-    if pending is None:
-        return
+async def store_call(pending: Awaitable[None]) -> None:
+    """Wait for the store; a store that is down answers 503."""
     try:
         await pending
     except StoreError as exc:
