@@ -163,6 +163,14 @@ def test_kill_9_loses_no_request_and_no_webhook(tmp_path: Path) -> None:
             # Accepted means on disk: every id is in the file the moment submit has answered.
             assert set(states(path)) == set(ids)
             assert client.post(f"/_emulator/requests/{ids[0]}/complete").status_code == 200
+
+            def refused() -> list[Any]:
+                found: list[Any] = client.get("/_emulator/webhooks", params={"request_id": ids[0]}).json()["attempts"]
+                return found
+
+            # The receiver is down: the completed request's webhook fails and waits for its retry.
+            poll(lambda: len(refused()) == 1, "a refused webhook attempt", show=refused)
+            assert refused()[0]["outcome"] == "retrying"
             assert client.post(f"/_emulator/requests/{ids[1]}/start").status_code == 200
             assert client.post(f"/_emulator/requests/{ids[1]}/hold").status_code == 200
         poll(

@@ -164,7 +164,9 @@ class RedisStore(MemoryStore):
         key = (record.namespace, record.id)
         if key in self._records:
             lease = self._leases.pop(key, None) if record.done else None
-            self._put(("put", record.namespace, record.id, record.done, lease, encode(record)))
+            # Started (by a runner or by hand) or finished: no longer for anyone to claim.
+            dequeue = record.state is not State.IN_QUEUE
+            self._put(("put", record.namespace, record.id, record.done, dequeue, lease, encode(record)))
         super().save(record, now)
 
     def clear(self, namespace: str | None = None) -> None:
@@ -329,11 +331,12 @@ class RedisStore(MemoryStore):
                     await self._scripts["submit"](keys, [body, priority, ns, rid, self.channel, message], client=pipe)
                     submitted.append((ns, rid))
                 elif kind == "put":
-                    _, ns, rid, done, lease, body = op
+                    _, ns, rid, done, dequeue, lease, body = op
                     pipe.set(self._key("req", ns, rid), body)
                     if done:
                         # Completed records expire in Redis as they do in each process's mirror.
                         pipe.expire(self._key("req", ns, rid), max(1, int(self.retention_seconds)))
+                    if dequeue:
                         pipe.zrem(self._key("queue", ns), rid)
                     if lease is not None:
                         pipe.zrem(self._key("leases"), lease)
@@ -460,7 +463,7 @@ def _submit_results(batch: list[tuple[Any, ...]], results: list[Any]) -> list[An
             index += 1
         elif kind == "put":
             paired.append(None)
-            index += 2 + 2 * bool(op[3]) + (op[4] is not None)
+            index += 2 + bool(op[3]) + bool(op[4]) + (op[5] is not None)
         else:
             paired.append(None)
             index += 2
