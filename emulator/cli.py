@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--store",
         metavar="URL",
-        help="where requests are kept: 'memory' (default), or 'sqlite:///path/to/file.db' to survive "
-        f"restarts {_env_help('store')}",
+        help="where requests are kept: 'memory' (default), 'sqlite:///path/to/file.db' to survive "
+        f"restarts, 'redis://host:port/db' to share one queue between processes {_env_help('store')}",
     )
     serve.add_argument("--access-log", action="store_true", help="log every request (slower)")
     _add_client_options(serve)

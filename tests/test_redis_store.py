@@ -84,9 +84,15 @@ def test_two_processes_share_one_queue(tmp_path: Path, redis: RedisServer) -> No
         assert len(receiver.calls) == 6
 
 
-def test_a_request_survives_the_death_of_its_runner(tmp_path: Path, redis: RedisServer) -> None:
-    """A request held mid-run by a process killed with SIGKILL is picked up and completed by the other."""
-    options = ["--store", redis.url(lease="1"), "--runners", "1", "--profile", "instant"]
+@pytest.mark.parametrize(
+    ("signal", "lease"),
+    [("SIGKILL", "1"), ("SIGTERM", "60")],  # a graceful stop hands the run back at once, long lease or not
+)
+def test_a_request_survives_the_death_of_its_runner(
+    tmp_path: Path, redis: RedisServer, signal: str, lease: str
+) -> None:
+    """A request held mid-run by a process that is killed or stopped is picked up and completed by the other."""
+    options = ["--store", redis.url(lease=lease), "--runners", "1", "--profile", "instant"]
     with emulator_process(tmp_path / "b", options) as b, client(b) as api_b:
         assert api_b.post("/_emulator/pause").status_code == 200
         with emulator_process(tmp_path / "a", options) as a, client(a) as api_a:
@@ -95,8 +101,11 @@ def test_a_request_survives_the_death_of_its_runner(tmp_path: Path, redis: Redis
             assert api_a.post("/_emulator/next", json=hold).status_code == 201
             request_id = api_a.post(f"/{ENDPOINT}", json={"prompt": "hello"}).json()["request_id"]
             poll(lambda: status(api_b, request_id)["status"] == "IN_PROGRESS", "a running it, as b sees it")
-            a.process.kill()
-            a.process.wait()
+            if signal == "SIGKILL":
+                a.process.kill()
+            else:
+                a.process.terminate()
+            a.process.wait(timeout=15)
         assert api_b.post("/_emulator/resume").status_code == 200
         poll(lambda: status(api_b, request_id)["status"] == "COMPLETED", "completed by b")
         assert api_b.get(f"/{ENDPOINT}/requests/{request_id}").status_code == 200

@@ -207,10 +207,16 @@ class RedisStore(MemoryStore):
         ]
 
     async def stop(self) -> None:
+        # Writes first: a late write of a run's state must not take it out of the queue once re-queued.
         if self._pending and self._kick is not None:
             # Let the writer finish what is pending, for a bounded time: Redis may be gone.
             with contextlib.suppress(TimeoutError, StoreError):
                 await asyncio.wait_for(asyncio.ensure_future(self._drained()), 5.0)
+        if self._leases and self._client is not None:
+            # Runs stopped with this process: expire their leases now, so another process takes them at once.
+            with contextlib.suppress(RedisError, OSError):
+                await self._client.zadd(self._key("leases"), dict.fromkeys(self._leases.values(), 0))
+            self._leases.clear()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
