@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -153,3 +154,34 @@ def test_bad_redis_urls_are_named(url: str, message: str) -> None:
     """A malformed redis URL says what is wrong before any connection is tried."""
     with pytest.raises(StoreError, match=message):
         open_store(url, retention_seconds=1, retention_count=1)
+
+
+def test_a_status_stream_follows_a_request_another_process_runs(tmp_path: Path, redis: RedisServer) -> None:
+    """A status stream on the process that took the request ends with COMPLETED when the other one runs it."""
+    options = ["--store", redis.url(lease="1"), "--runners", "1", "--profile", "instant"]
+    with (
+        emulator_process(tmp_path / "a", options) as a,
+        emulator_process(tmp_path / "b", options) as b,
+        client(a) as api_a,
+        client(b) as api_b,
+    ):
+        for api in (api_a, api_b):
+            assert api.post("/_emulator/pause").status_code == 200
+        request_id = api_b.post(f"/{ENDPOINT}", json={"prompt": "streamed"}).json()["request_id"]
+        events: list[dict[str, Any]] = []
+        first = threading.Event()
+
+        def read() -> None:
+            with api_b.stream("GET", f"/{ENDPOINT}/requests/{request_id}/status/stream") as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("data:"):
+                        events.append(json.loads(line.removeprefix("data:")))
+                        first.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert first.wait(10), "no first event"
+        assert api_a.post("/_emulator/resume").status_code == 200  # only a may run it
+        reader.join(15)
+        assert not reader.is_alive(), f"the stream did not end: {events}"
+        assert events[0]["status"] == "IN_QUEUE" and events[-1]["status"] == "COMPLETED"

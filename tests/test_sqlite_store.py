@@ -49,15 +49,17 @@ def poll(check: Callable[[], bool], what: str, within: float = 15.0, show: Calla
 
 
 def test_records_survive_a_reopen(tmp_path: Path) -> None:
-    """Every saved field reads back the same from a new store on the same file."""
+    """Every saved field (plan, output, failure, logs) reads back the same from a new store on the same file."""
     path = tmp_path / "db" / "emulator.db"
 
     async def run() -> list[RequestRecord]:
         emulator = build(path, ManualClock())
         await emulator.start()
         first = emulator.scheduler.submit("ns", submission("one", "http://127.0.0.1:9/hook"))
-        emulator.scheduler.submit("ns", submission("two"))
+        second = emulator.scheduler.submit("ns", submission("two"))
+        emulator.scheduler.submit("ns", submission("three"))
         emulator.scheduler.complete(first)
+        emulator.scheduler.cancel("ns", second.id)
         pending = emulator.store.durable()
         assert pending is not None
         await pending
@@ -70,6 +72,8 @@ def test_records_survive_a_reopen(tmp_path: Path) -> None:
     try:
         after = sorted(reopened.records(), key=lambda r: r.seq)
         assert after == before
+        assert [r.state for r in after] == [State.COMPLETED, State.COMPLETED, State.IN_QUEUE]
+        assert after[0].plan is not None and after[1].failure is not None
         assert [r.id for r in reopened.unsent_webhooks()] == [before[0].id]
     finally:
         reopened.close()
