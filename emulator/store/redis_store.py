@@ -29,6 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from emulator.models import RequestRecord, State
+from emulator.store import redis_scripts as scripts
 from emulator.store.base import Runners, SharedQueue, StoreError
 from emulator.store.codec import decode, encode
 from emulator.store.memory import MemoryStore
@@ -39,63 +40,6 @@ T = TypeVar("T")
 # How often a process renews its leases, reaps expired ones and looks for work when nothing woke it.
 TICK_SECONDS = 0.1
 DEFAULT_LEASE_SECONDS = 10.0
-_COMPLETED = '"state":"COMPLETED"'
-
-_SUBMIT = """
-local seq = redis.call('INCR', KEYS[3])
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], tonumber(ARGV[2]) * 1e12 + seq, ARGV[4])
-redis.call('SADD', KEYS[4], ARGV[3])
-redis.call('PUBLISH', ARGV[5], ARGV[6])
-return redis.call('ZRANK', KEYS[2], ARGV[4])
-"""
-
-# Pops the queue head (skipping requests cancelled while queued) and leases it to this process.
-_CLAIM = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-while true do
-  local item = redis.call('ZPOPMIN', KEYS[1])
-  if #item == 0 then return false end
-  local body = redis.call('GET', ARGV[4] .. item[1])
-  if body and not string.find(body, ARGV[5], 1, true) then
-    local member = ARGV[3] .. '\\n' .. item[1] .. '\\n' .. item[2] .. '\\n' .. ARGV[2]
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), member)
-    return {member, body}
-  end
-end
-"""
-
-_RENEW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) end
-return #ARGV - 1
-"""
-
-# Leases past their expiry: the runner died, so the request goes back to its place in the queue.
-_REAP = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for _, member in ipairs(expired) do
-  redis.call('ZREM', KEYS[1], member)
-  local ns, id, score = string.match(member, '^(.-)\\n(.-)\\n(.-)\\n')
-  local body = redis.call('GET', ARGV[1] .. 'req:' .. ns .. ':' .. id)
-  if body and not string.find(body, ARGV[2], 1, true) then
-    redis.call('ZADD', ARGV[1] .. 'queue:' .. ns, tonumber(score), id)
-  end
-end
-return #expired
-"""
-
-_CLEAR = """
-local n = 0
-for _, pattern in ipairs(ARGV) do
-  for _, key in ipairs(redis.call('KEYS', pattern)) do redis.call('DEL', key); n = n + 1 end
-end
-return n
-"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,9 +138,9 @@ class RedisStore(MemoryStore):
         self._client = aioredis.Redis.from_url(
             self.address.url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=1
         )
-        for name, source in (("submit", _SUBMIT), ("claim", _CLAIM), ("renew", _RENEW), ("reap", _REAP)):
-            self._scripts[name] = self._client.register_script(source)
-        self._scripts["clear"] = self._client.register_script(_CLEAR)
+        sources = {"submit": scripts.SUBMIT, "claim": scripts.CLAIM, "renew": scripts.RENEW}
+        sources |= {"reap": scripts.REAP, "clear": scripts.CLEAR}
+        self._scripts = {name: self._client.register_script(source) for name, source in sources.items()}
         self._kick, self._wake = asyncio.Event(), asyncio.Event()
         if self._pending:
             self._kick.set()
@@ -389,13 +333,13 @@ class RedisStore(MemoryStore):
         held = list(self._leases.values())
         if held:
             await self._scripts["renew"]([self._key("leases")], [lease, *held])
-        await self._scripts["reap"]([self._key("leases")], [self.address.prefix, _COMPLETED])
+        await self._scripts["reap"]([self._key("leases")], [self.address.prefix, scripts.COMPLETED])
         members = await client.smembers(self._key("namespaces"))
         namespaces = sorted(n.decode() if isinstance(n, bytes) else n for n in members)
         for namespace in namespaces:
             while runners.free_slots(namespace) > 0:
                 keys = [self._key("queue", namespace), self._key("leases")]
-                args = [lease, self.owner, namespace, self._key("req", namespace, ""), _COMPLETED]
+                args = [lease, self.owner, namespace, self._key("req", namespace, ""), scripts.COMPLETED]
                 claimed = await self._scripts["claim"](keys, args)
                 if not claimed:
                     break
