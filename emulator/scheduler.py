@@ -233,17 +233,17 @@ class Scheduler:
             submission.action, namespace, endpoint=submission.endpoint, request_id=record.id, kinds=LIFECYCLE_KINDS
         )
         lane.answers[record.id] = _apply_lifecycle_fault(answer, fault, lane, record)
+        if submission.timeout is not None:
+            record.deadline = now + submission.timeout  # before the store sees it: a durable one keeps it
         self.store.add(record)
-        if self.shared is not None:
-            # The shared queue orders it among every process's requests; a free runner anywhere claims it.
-            self.store.save(record, now)
-            return record
-        lane.enqueue(record)
+        if self.shared is None:
+            lane.enqueue(record)
+        # Else the shared queue orders it among every process's requests; a free runner anywhere claims it.
         self.store.save(record, now)
         # Dispatch first: a runner free now starts the request before its deadline can fire.
         self._dispatch(lane)
-        if submission.timeout is not None:
-            record.deadline = now + submission.timeout
+        if record.deadline is not None:
+            # On a shared queue, this process keeps the deadline: the mirror shows whether a runner took it.
             self._timer(lane, record, record.deadline, functools.partial(self._expire, record))
         return record
 

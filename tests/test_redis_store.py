@@ -185,3 +185,16 @@ def test_a_status_stream_follows_a_request_another_process_runs(tmp_path: Path, 
         reader.join(15)
         assert not reader.is_alive(), f"the stream did not end: {events}"
         assert events[0]["status"] == "IN_QUEUE" and events[-1]["status"] == "COMPLETED"
+
+
+def test_a_deadline_ends_a_request_no_runner_took(tmp_path: Path, redis: RedisServer) -> None:
+    """x-fal-request-timeout still ends a request left in the shared queue with request_timeout."""
+    options = ["--store", redis.url(lease="1"), "--profile", "instant"]
+    with emulator_process(tmp_path / "a", options) as a, client(a) as api:
+        assert api.post("/_emulator/pause").status_code == 200
+        answer = api.post(f"/{ENDPOINT}", json={"prompt": "late"}, headers={"x-fal-request-timeout": "0.2"})
+        request_id = answer.json()["request_id"]
+        poll(lambda: status(api, request_id)["status"] == "COMPLETED", "the deadline passed")
+        assert status(api, request_id)["error_type"] == "request_timeout"
+        assert api.post("/_emulator/resume").status_code == 200
+        assert api.get(f"/{ENDPOINT}/requests/{request_id}").status_code == 504
