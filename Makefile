@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 ARGS ?=
 
-.PHONY: install test-deps js-deps run test bench lint clean
+.PHONY: install test-deps js-deps redis-server run test bench lint clean
 
 install: $(VENV)/.installed
 
@@ -27,10 +27,15 @@ js-deps: tests/js/node_modules/.package-lock.json
 tests/js/node_modules/.package-lock.json: tests/js/package-lock.json tests/js/package.json
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 
+# The shared-store tests start a real redis-server (Debian's package); install it when missing (CI is root).
+redis-server:
+	@command -v redis-server >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+
 run: install
 	$(VENV)/bin/any-llm-emulator serve $(ARGS)
 
-test: test-deps js-deps
+test: test-deps js-deps redis-server
 	$(PY) -m pytest $(ARGS)
 	# The plugin example, as a user's project runs it: its own pytest.ini, two xdist workers.
 	cd examples && ../$(PY) -m pytest -n 2 -p no:cacheprovider

@@ -60,12 +60,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await emulator.webhooks.start()
+        await emulator.start()
         try:
             yield
         finally:
-            emulator.scheduler.close()
-            await emulator.webhooks.stop()
+            await emulator.stop()
 
     routes = [
         Route("/openapi.yaml", openapi_yaml, methods=["GET"]),

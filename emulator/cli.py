@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--webhook-senders", type=int, help=f"concurrent webhook POSTs; default 16 {_env_help('webhook_senders')}"
     )
+    serve.add_argument(
+        "--store",
+        metavar="URL",
+        help="where requests are kept: 'memory' (default), 'sqlite:///path/to/file.db' to survive "
+        f"restarts, 'redis://host:port/db' to share one queue between processes {_env_help('store')}",
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request (slower)")
     _add_client_options(serve)
     serve.add_argument(
@@ -137,6 +143,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         "journal_size": args.journal_size,
         "webhook_time_scale": args.webhook_time_scale,
         "webhook_senders": args.webhook_senders,
+        "store": args.store,
         "tls_port": args.tls_port,
         "data_dir": args.data_dir,
         "max_upload_bytes": args.max_upload_bytes,

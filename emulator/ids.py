@@ -39,3 +39,9 @@ class IdFactory:
         value |= 0b10 << 62  # RFC 4122 variant
         value |= rand & ((1 << 62) - 1)  # 62 bits rand_b
         return str(uuid.UUID(int=value))
+
+    def skip(self, count: int) -> None:
+        """Move a seeded sequence past ``count`` ids an earlier run already handed out."""
+        if self._seeded:
+            for _ in range(count):
+                self.new()

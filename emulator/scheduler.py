@@ -22,6 +22,7 @@ from emulator.lifecycle import Profile, billable_units, make_plan, queue_wait
 from emulator.models import CANCELLED, JSON, REQUEST_TIMEOUT, Failure, LogLine, Priority, RequestRecord, State
 from emulator.outputs import Answer, Outputs, split_tokens
 from emulator.store import Store
+from emulator.store.base import SharedQueue
 
 
 class CancelResult(enum.Enum):
@@ -75,6 +76,9 @@ class _Lane:
 
     def queued(self) -> int:
         return len(self.waiting[0]) + len(self.waiting[1])
+
+    def all(self) -> list[RequestRecord]:
+        return [*self.waiting[0], *self.waiting[1], *self.starting.values(), *self.running.values()]
 
     def enqueue(self, record: RequestRecord) -> None:
         waiting = self.waiting[record.priority]
@@ -150,6 +154,8 @@ class Scheduler:
         self._lanes: dict[str, _Lane] = {}
         self._waiters: dict[tuple[str, str], list[asyncio.Future[bool]]] = {}
         self._seq = 0
+        # Set when several processes serve one queue: the queue then lives in the store, not in the lanes.
+        self.shared: SharedQueue | None = None
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -159,16 +165,23 @@ class Scheduler:
     def position(self, record: RequestRecord) -> int:
         """How many requests are ahead of a queued one (0 means next)."""
         lane = self._lanes.get(record.namespace)
+        if self.shared is not None and record.state is State.IN_QUEUE and not self.is_local(record):
+            return self.shared.position(record)
         return 0 if lane is None else lane.position(record)
 
     def queue_length(self, namespace: str) -> int:
+        if self.shared is not None:
+            return self.shared.queued(namespace)
         lane = self._lanes.get(namespace)
         return 0 if lane is None else lane.queued()
 
     def in_flight(self, namespace: str) -> int:
         """Requests accepted and not yet completed in a namespace."""
         lane = self._lanes.get(namespace)
-        return 0 if lane is None else lane.queued() + lane.busy
+        busy = 0 if lane is None else lane.busy
+        if self.shared is not None:
+            return self.shared.queued(namespace) + busy
+        return 0 if lane is None else lane.queued() + busy
 
     def forgotten(self, record: RequestRecord) -> bool:
         """Whether a reset (or expiry) has dropped this record."""
@@ -224,15 +237,81 @@ class Scheduler:
             submission.action, namespace, endpoint=submission.endpoint, request_id=record.id, kinds=LIFECYCLE_KINDS
         )
         lane.answers[record.id] = _apply_lifecycle_fault(answer, fault, lane, record)
+        if submission.timeout is not None:
+            record.deadline = now + submission.timeout  # before the store sees it: a durable one keeps it
         self.store.add(record)
-        lane.enqueue(record)
+        if self.shared is None:
+            lane.enqueue(record)
+        # Else the shared queue orders it among every process's requests; a free runner anywhere claims it.
         self.store.save(record, now)
         # Dispatch first: a runner free now starts the request before its deadline can fire.
         self._dispatch(lane)
-        if submission.timeout is not None:
-            record.deadline = now + submission.timeout
+        if record.deadline is not None:
+            # On a shared queue, this process keeps the deadline: the mirror shows whether a runner took it.
             self._timer(lane, record, record.deadline, functools.partial(self._expire, record))
         return record
+
+    def restore(self) -> int:
+        """Queue again, in arrival order, what the store kept unfinished from an earlier run; returns how many."""
+        now = self.clock.now()
+        records = list(self.store.records())
+        latest = max((r.seq for r in records), default=0)
+        # Carry on the numbering, so new requests queue behind restored ones and seeded ids do not repeat.
+        if latest > self._seq:
+            self.ids.skip(latest - self._seq)
+            self._seq = latest
+        # Records a lane already holds are live in this process (an app restarted on the same core).
+        live = {(name, r.id) for name, lane in self._lanes.items() for r in lane.all()}
+        unfinished = sorted((r for r in records if not r.done and (r.namespace, r.id) not in live), key=_seq)
+        for record in unfinished:
+            if record.state is State.IN_PROGRESS:
+                # The run was lost with the process: start it again from the queue's head.
+                _requeued(record)
+                self.store.save(record, now)
+            self._lanes.setdefault(record.namespace, _Lane()).enqueue(record)
+        for lane in list(self._lanes.values()):
+            self._dispatch(lane)
+        for record in unfinished:
+            if record.deadline is not None and not record.done:
+                lane = self._lanes[record.namespace]
+                self._timer(lane, record, record.deadline, functools.partial(self._expire, record))
+        return len(unfinished)
+
+    # -- the shared queue's side (Runners) ------------------------------------------------
+
+    def free_slots(self, namespace: str) -> int:
+        if self.paused:
+            return 0
+        lane = self._lanes.get(namespace)
+        return self.runners - (0 if lane is None else lane.busy)
+
+    def is_local(self, record: RequestRecord) -> bool:
+        lane = self._lanes.get(record.namespace)
+        return lane is not None and (record.id in lane.starting or record.id in lane.running)
+
+    def run_claimed(self, record: RequestRecord) -> None:
+        """Run a request claimed from the shared queue, after the profile's queue wait."""
+        lane = self._lanes.setdefault(record.namespace, _Lane())
+        if record.state is State.IN_PROGRESS:
+            _requeued(record)  # its runner died: start over
+        lane.starting[record.id] = record
+        start_at = max(self.clock.now(), record.submitted_at + self.profile.queue_wait)
+        self._timer(lane, record, start_at, functools.partial(self._start, record))
+
+    def remote_changed(self, record: RequestRecord) -> None:
+        """Another process changed a record: stop a local run it ended, wake waiters."""
+        lane = self._lanes.get(record.namespace)
+        if record.done and lane is not None:
+            freed = lane.starting.pop(record.id, None) is not None
+            freed = lane.running.pop(record.id, None) is not None or freed
+            lane.cancel_timers(record)
+            lane.logs_applied.pop(record.id, None)
+            lane.answers.pop(record.id, None)
+            if freed and self.shared is not None:
+                self.shared.wake()
+        for future in self._waiters.pop((record.namespace, record.id), ()):
+            if not future.done():
+                future.set_result(True)
 
     def cancel(self, namespace: str, request_id: str) -> CancelResult:
         record = self.store.get(namespace, request_id)
@@ -248,6 +327,8 @@ class Scheduler:
 
     def resume(self) -> None:
         self.paused = False
+        if self.shared is not None:
+            self.shared.wake()
         for lane in list(self._lanes.values()):
             self._dispatch(lane)
 
@@ -257,6 +338,8 @@ class Scheduler:
         self.runners = runners
         for lane in list(self._lanes.values()):
             self._dispatch(lane)
+        if self.shared is not None:
+            self.shared.wake()
 
     def hold(self, record: RequestRecord) -> None:
         """Keep a request where it is (queued, or mid-run) until ``release``."""
@@ -411,7 +494,9 @@ class Scheduler:
             lane.enqueue(record)
             self._dispatch(lane)
             return
-        answer = lane.answers.pop(record.id, None) or self.outputs.answer(record.endpoint, record.input)
+        answer = lane.answers.pop(record.id, None) or self.outputs.answer(
+            record.endpoint, record.input, record.namespace
+        )
         record.plan = make_plan(answer, self.profile, record.input.get("model"))
         record.state = State.IN_PROGRESS
         record.started_at = self.clock.now()
@@ -487,6 +572,16 @@ class Scheduler:
             listener(record)
         if lane is not None and freed:
             self._dispatch(lane)
+            if self.shared is not None:
+                self.shared.wake()
+
+
+def _requeued(record: RequestRecord) -> None:
+    """Put a record whose run was lost back to how it was before it started."""
+    record.state = State.IN_QUEUE
+    record.started_at = record.plan = record.paused_at = None
+    record.logs.clear()
+    record.version += 1
 
 
 def _apply_lifecycle_fault(answer: Answer, fault: Fault | None, lane: _Lane, record: RequestRecord) -> Answer:

@@ -82,8 +82,33 @@ class Emulator:
             time_scale=settings.webhook_time_scale,
             http_client=http_client,
         )
+        scheduler.shared = store.shared()
         scheduler.on_complete.append(webhooks.on_complete)
+        webhooks.dispatcher.on_settled.append(
+            lambda delivery: store.webhook_settled(delivery.user_id, delivery.request_id)
+        )
         return cls(settings, spec, clock, store, outputs, scheduler, faults, journal, webhooks, files)
+
+    async def start(self) -> None:
+        """Start the senders and pick up where a durable store's last run stopped."""
+        await self.webhooks.start()
+        shared = self.store.shared()
+        if shared is not None:
+            # The queue lives in the shared store; leases there hand back what a dead process was running.
+            await shared.start(self.scheduler)
+            return
+        self.scheduler.restore()
+        for record in self.store.unsent_webhooks():
+            self.webhooks.on_complete(record)
+
+    async def stop(self) -> None:
+        """Stop timers and senders, then write out and close the store."""
+        self.scheduler.close()
+        shared = self.store.shared()
+        if shared is not None:
+            await shared.stop()
+        await self.webhooks.stop()
+        self.store.close()
 
     def reset(self, namespace: str | None = None) -> None:
         """Forget requests, journal entries, fault rules and fixture sequences (all, or one namespace's)."""

@@ -29,7 +29,7 @@ class Call:
 class Receiver:
     """An HTTP server that records every POST and answers scripted status codes, then 200."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.calls: list[Call] = []
         self.script: deque[int] = deque()
         self._changed = threading.Condition()
@@ -57,7 +57,7 @@ class Receiver:
             def log_message(self, format: str, *args: object) -> None:  # quiet test output
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         # A short poll interval only makes shutdown() quick; requests are served as they arrive.

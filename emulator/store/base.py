@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Protocol
 
 from emulator.models import RequestRecord
@@ -30,3 +30,65 @@ class Store(Protocol):
     def clear(self, namespace: str | None = None) -> None: ...
 
     def __len__(self) -> int: ...
+
+    def durable(self) -> Awaitable[None] | None:
+        """Something to await until every save so far is on disk; None when there is nothing to wait for."""
+        ...
+
+    def webhook_settled(self, namespace: str, request_id: str) -> None:
+        """A request's webhook was delivered or given up on: a restart must not send it again."""
+        ...
+
+    def unsent_webhooks(self) -> list[RequestRecord]:
+        """Completed requests with a webhook a previous run did not settle, oldest first."""
+        ...
+
+    def close(self) -> None:
+        """Write what is pending and let go of files and connections."""
+        ...
+
+    def refresh(self, namespace: str, request_id: str) -> Awaitable[None] | None:
+        """Read a record (and its queue position) afresh from a shared store; None when this copy is the truth."""
+        ...
+
+    def shared(self) -> SharedQueue | None:
+        """The shared queue when several processes serve this store; None for a store of one process."""
+        ...
+
+
+class Runners(Protocol):
+    """What a shared queue needs from the local scheduler: free slots, and hands to run claimed work."""
+
+    def free_slots(self, namespace: str) -> int: ...
+
+    def run_claimed(self, record: RequestRecord) -> None:
+        """Run a request this process has just claimed from the shared queue."""
+        ...
+
+    def is_local(self, record: RequestRecord) -> bool:
+        """Whether this process is running the request (its copy of the record is the truth)."""
+        ...
+
+    def remote_changed(self, record: RequestRecord) -> None:
+        """Another process changed a record: wake whoever waits on it, stop a local run it ended."""
+        ...
+
+
+class SharedQueue(Protocol):
+    """A queue several processes serve: global order, claims with leases, records seen by all."""
+
+    async def start(self, runners: Runners) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def position(self, record: RequestRecord) -> int:
+        """Requests ahead of a queued one in the shared queue, as last read."""
+        ...
+
+    def queued(self, namespace: str) -> int:
+        """Requests waiting in a namespace's shared queue, as last read."""
+        ...
+
+    def wake(self) -> None:
+        """A local slot came free or the runners resumed: claim work now rather than at the next tick."""
+        ...

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 
 from emulator.models import RequestRecord
+from emulator.store.base import SharedQueue
 
 
 class MemoryStore:
@@ -38,7 +39,10 @@ class MemoryStore:
             if len(completed) <= self.retention_count and finished > horizon:
                 break
             completed.popitem(last=False)
-            self._records.pop(key, None)
+            self._forget(key)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        self._records.pop(key, None)
 
     def records(self, namespace: str | None = None) -> Iterator[RequestRecord]:
         for record in list(self._records.values()):
@@ -56,3 +60,21 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self._records)
+
+    def durable(self) -> Awaitable[None] | None:
+        return None
+
+    def webhook_settled(self, namespace: str, request_id: str) -> None:
+        pass
+
+    def unsent_webhooks(self) -> list[RequestRecord]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+    def refresh(self, namespace: str, request_id: str) -> Awaitable[None] | None:
+        return None
+
+    def shared(self) -> SharedQueue | None:
+        return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -13,6 +13,7 @@ from emulator.models import Priority, RequestRecord
 from emulator.scheduler import CancelResult, Submission
 from emulator.service import Emulator
 from emulator.spec import Spec
+from emulator.store import StoreError
 from emulator.surfaces.common import (
     FaultTriggered,
     HTTPProblem,
@@ -101,6 +102,10 @@ async def handle(request: Request) -> Response:
 async def answer(request: Request, emulator: Emulator, namespace: str, target: Target, fault: Fault | None) -> Response:
     if target.action == "submit":
         return await submit(request, emulator, namespace, target.endpoint)
+    assert target.request_id is not None
+    refreshing = emulator.store.refresh(namespace, target.request_id)
+    if refreshing is not None:  # a shared store: read the truth, which another process may have changed
+        await store_call(refreshing)
     record = find(emulator, namespace, target)
     if target.action == "cancel":
         return cancel(emulator, namespace, record)
@@ -152,8 +157,20 @@ async def submit(request: Request, emulator: Emulator, namespace: str, endpoint:
     )
     if webhook_mode is not None:
         emulator.webhooks.set_mode(webhook_mode, record.id)
+    # Accepted means kept: a durable or shared store has the request before the client hears so.
+    writing = emulator.store.durable()
+    if writing is not None:
+        await store_call(writing)
     envelope = status_body(record, base_url(request), position=scheduler.position(record), logs=None)
     return json_response(envelope, 200, {"x-fal-request-id": record.id})
+
+
+async def store_call(pending: Awaitable[None]) -> None:
+    """Wait for the store; a store that is down answers 503."""
+    try:
+        await pending
+    except StoreError as exc:
+        raise HTTPProblem(503, {"detail": f"Store unavailable: {exc}"}) from exc
 
 
 def wants_logs(params: dict[str, object]) -> bool:

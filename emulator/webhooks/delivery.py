@@ -64,6 +64,8 @@ class Dispatcher:
         self._held: dict[tuple[str, str], tuple[Delivery, TimerHandle]] = {}
         self._watchers: list[asyncio.Future[None]] = []
         self._seq = itertools.count(1)
+        # Told when a request's webhook is delivered or given up on, so a durable store stops resending it.
+        self.on_settled: list[Callable[[Delivery], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -315,6 +317,9 @@ class Dispatcher:
                 next_attempt_at=next_at,
             )
         )
+        if outcome is not Outcome.RETRYING and delivery.copy == 1:
+            for listener in self.on_settled:
+                listener(delivery)
         if delivery.attempts == 1:
             self._release(delivery.release)
         if outcome is Outcome.DELIVERED and delivery.mode is Mode.DUPLICATE and delivery.copy == 1:

@@ -1,0 +1,61 @@
+"""The Lua scripts of the Redis store: each runs atomically on the server, so no two processes interleave."""
+
+# A completed record's JSON contains this: the scripts skip such requests without decoding the JSON.
+COMPLETED = '"state":"COMPLETED"'
+
+# Queues a new request behind every earlier one (of its priority) from any process; returns its position.
+SUBMIT = """
+local seq = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], tonumber(ARGV[2]) * 1e12 + seq, ARGV[4])
+redis.call('SADD', KEYS[4], ARGV[3])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return redis.call('ZRANK', KEYS[2], ARGV[4])
+"""
+
+# Pops the queue head (skipping requests cancelled while queued) and leases it to this process.
+CLAIM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+while true do
+  local item = redis.call('ZPOPMIN', KEYS[1])
+  if #item == 0 then return false end
+  local body = redis.call('GET', ARGV[4] .. item[1])
+  if body and not string.find(body, ARGV[5], 1, true) then
+    local member = ARGV[3] .. '\\n' .. item[1] .. '\\n' .. item[2] .. '\\n' .. ARGV[2]
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), member)
+    return {member, body}
+  end
+end
+"""
+
+RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) end
+return #ARGV - 1
+"""
+
+# Leases past their expiry: the runner died, so the request goes back to its place in the queue.
+REAP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, member in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], member)
+  local ns, id, score = string.match(member, '^(.-)\\n(.-)\\n(.-)\\n')
+  local body = redis.call('GET', ARGV[1] .. 'req:' .. ns .. ':' .. id)
+  if body and not string.find(body, ARGV[2], 1, true) then
+    redis.call('ZADD', ARGV[1] .. 'queue:' .. ns, tonumber(score), id)
+  end
+end
+return #expired
+"""
+
+CLEAR = """
+local n = 0
+for _, pattern in ipairs(ARGV) do
+  for _, key in ipairs(redis.call('KEYS', pattern)) do redis.call('DEL', key); n = n + 1 end
+end
+return n
+"""

@@ -1,0 +1,207 @@
+"""The SQLite store: records survive a reopen, a restart resumes the queue, and kill -9 loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from emulator import Emulator, Settings
+from emulator.clock import ManualClock
+from emulator.models import RequestRecord, State
+from emulator.scheduler import Submission
+from emulator.store import StoreError, open_store
+from emulator.store.sqlite import SqliteStore
+from tests.processes import emulator_process
+from tests.receivers import Receiver
+from tests.servers import free_port
+
+AUTH = {"Authorization": "Key local:secret"}
+ENDPOINT = "fal-ai/any-llm"
+
+
+def submission(prompt: str, webhook: str | None = None) -> Submission:
+    """A plain any-llm request, with a webhook if one is given."""
+    return Submission(ENDPOINT, ENDPOINT, {"prompt": prompt, "model": "google/gemini-flash-1.5"}, webhook_url=webhook)
+
+
+def build(path: Path, clock: ManualClock) -> Emulator:
+    """An emulator on a SQLite file with one runner and realistic timing, so requests stay queued."""
+    settings = Settings(store=f"sqlite://{path}", profile="realistic", runners=1, data_dir=path.parent)
+    return Emulator.build(settings, clock=clock)
+
+
+def poll(check: Callable[[], bool], what: str, within: float = 15.0, show: Callable[[], Any] = str) -> None:
+    """Call ``check`` until it holds; fail at the deadline, showing what ``show`` returns."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {within}s: {show()}")
+
+
+def test_records_survive_a_reopen(tmp_path: Path) -> None:
+    """Every saved field (plan, output, failure, logs) reads back the same from a new store on the same file."""
+    path = tmp_path / "db" / "emulator.db"
+
+    async def run() -> list[RequestRecord]:
+        emulator = build(path, ManualClock())
+        await emulator.start()
+        first = emulator.scheduler.submit("ns", submission("one", "http://127.0.0.1:9/hook"))
+        second = emulator.scheduler.submit("ns", submission("two"))
+        emulator.scheduler.submit("ns", submission("three"))
+        emulator.scheduler.complete(first)
+        emulator.scheduler.cancel("ns", second.id)
+        pending = emulator.store.durable()
+        assert pending is not None
+        await pending
+        before = sorted(emulator.store.records(), key=lambda r: r.seq)
+        await emulator.stop()
+        return before
+
+    before = asyncio.run(run())
+    reopened = SqliteStore(path)
+    try:
+        after = sorted(reopened.records(), key=lambda r: r.seq)
+        assert after == before
+        assert [r.state for r in after] == [State.COMPLETED, State.COMPLETED, State.IN_QUEUE]
+        assert after[0].plan is not None and after[1].failure is not None
+        assert [r.id for r in reopened.unsent_webhooks()] == [before[0].id]
+    finally:
+        reopened.close()
+
+
+def test_a_restart_requeues_running_requests_in_order(tmp_path: Path) -> None:
+    """Queued requests keep their order and a run cut short starts again from the head of the queue."""
+    path = tmp_path / "emulator.db"
+
+    async def first_run() -> list[str]:
+        emulator = build(path, ManualClock())
+        await emulator.start()
+        ids = [emulator.scheduler.submit("ns", submission(f"p{n}")).id for n in range(3)]
+        running = emulator.store.get("ns", ids[0])
+        assert running is not None
+        emulator.scheduler.start(running)
+        await emulator.stop()
+        return ids
+
+    async def second_run() -> list[tuple[str, State, int]]:
+        emulator = build(path, ManualClock())
+        await emulator.start()
+        seen = [(r.id, r.state, emulator.scheduler.position(r)) for r in emulator.store.records()]
+        later = emulator.scheduler.submit("ns", submission("later"))
+        seen.append((later.id, later.state, emulator.scheduler.position(later)))
+        await emulator.stop()
+        return sorted(seen, key=lambda item: [*ids, item[0]].index(item[0]))
+
+    ids = asyncio.run(first_run())
+    seen = asyncio.run(second_run())
+    assert [state for _, state, _ in seen] == [State.IN_QUEUE] * 4
+    assert [position for _, _, position in seen] == [0, 0, 1, 2]  # the first is being picked up
+    assert len({request_id for request_id, _, _ in seen}) == 4
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgres://db/1", "unsupported store 'postgres://db/1'"),
+        ("sqlite://", "names no file"),
+    ],
+)
+def test_bad_store_urls_are_named(url: str, message: str) -> None:
+    """A store URL no backend understands says which URL and what is supported."""
+    with pytest.raises(StoreError, match=message):
+        open_store(url, retention_seconds=1, retention_count=1)
+
+
+def test_an_unusable_sqlite_path_stops_the_server_with_one_line(tmp_path: Path) -> None:
+    """A SQLite file that cannot be created exits 2 with a one-line message naming the path."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    url = f"sqlite://{blocker}/emulator.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "emulator", "serve", "--store", url, "--port", "0", "--tls-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and str(blocker) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def states(path: Path) -> dict[str, dict[str, Any]]:
+    """The records as the database file holds them right now (WAL lets a reader look in)."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT body FROM requests").fetchall()
+    return {record["id"]: record for record in (json.loads(body) for (body,) in rows)}
+
+
+def test_kill_9_loses_no_request_and_no_webhook(tmp_path: Path) -> None:
+    """Requests queued, running and completed (webhook undelivered) before SIGKILL all finish after a restart."""
+    path = tmp_path / "emulator.db"
+    hook = f"http://127.0.0.1:{free_port()}/hook"
+    store = ["--store", f"sqlite://{path}"]
+    ids: list[str] = []
+    hooked: set[str] = set()
+    with emulator_process(tmp_path, [*store, "--runners", "1"]) as server:
+        with httpx.Client(base_url=server.http_url, headers=AUTH) as client:
+            # Paused runners leave every request queued until the control calls below move two of them.
+            assert client.post("/_emulator/pause").status_code == 200
+            for n in range(6):
+                params = {"fal_webhook": hook} if n % 2 == 0 else {}
+                answer = client.post(f"/{ENDPOINT}", params=params, json={"prompt": f"request {n}"})
+                assert answer.status_code == 200
+                ids.append(answer.json()["request_id"])
+                if params:
+                    hooked.add(ids[-1])
+            # Accepted means on disk: every id is in the file the moment submit has answered.
+            assert set(states(path)) == set(ids)
+            assert client.post(f"/_emulator/requests/{ids[0]}/complete").status_code == 200
+
+            def refused() -> list[Any]:
+                found: list[Any] = client.get("/_emulator/webhooks", params={"request_id": ids[0]}).json()["attempts"]
+                return found
+
+            # The receiver is down: the completed request's webhook fails and waits for its retry.
+            poll(lambda: len(refused()) == 1, "a refused webhook attempt", show=refused)
+            assert refused()[0]["outcome"] == "retrying"
+            assert client.post(f"/_emulator/requests/{ids[1]}/start").status_code == 200
+            assert client.post(f"/_emulator/requests/{ids[1]}/hold").status_code == 200
+        poll(
+            lambda: [states(path)[i]["state"] for i in ids[:2]] == ["COMPLETED", "IN_PROGRESS"],
+            "the completion and the start on disk",
+        )
+        server.process.kill()
+        server.process.wait()
+
+    with (
+        Receiver(int(hook.split(":")[2].split("/")[0])) as receiver,
+        emulator_process(tmp_path, [*store, "--profile", "instant"]) as server,
+    ):
+        with httpx.Client(base_url=server.http_url, headers=AUTH) as client:
+
+            def all_done() -> bool:
+                listing = client.get("/_emulator/requests").json()["requests"]
+                return len(listing) == 6 and all(r["status"] == "COMPLETED" for r in listing)
+
+            poll(all_done, "every request completed", show=lambda: client.get("/_emulator/requests").json())
+            listing = client.get("/_emulator/requests").json()["requests"]
+            assert [r["request_id"] for r in listing] == ids
+            assert all("error" not in r for r in listing)
+            # Queued requests ran in arrival order: each started no earlier than the one before.
+            starts = [r["started_at"] for r in listing[1:]]
+            assert starts == sorted(starts)
+            for request_id in ids:
+                assert client.get(f"/{ENDPOINT}/requests/{request_id}").status_code == 200
+        calls = receiver.wait_for_calls(len(hooked), timeout=15.0)
+        assert {json.loads(call.body)["request_id"] for call in calls} == hooked
