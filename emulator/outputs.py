@@ -344,6 +344,8 @@ def split_tokens(text: str) -> tuple[str, ...]:
     return tuple(tokens)
 
 
+_TEXTS_KEPT = 4096
+
 # A check of an input when its run starts (say, that its image URLs load): a failure ends the run.
 InputCheck = Callable[[str, Mapping[str, Any]], Failure | None]
 
@@ -360,6 +362,8 @@ class Outputs:
     def __post_init__(self) -> None:
         self._faker = Faker("en_US")
         self._calls: dict[tuple[str, str], int] = {}
+        # Generated texts by everything that decides them: Faker is slow and tests repeat prompts.
+        self._texts: dict[tuple[Any, ...], str] = {}
 
     def find(self, endpoint: str, inputs: Mapping[str, Any]) -> Fixture | None:
         for fixture in self.fixtures:
@@ -411,6 +415,21 @@ class Outputs:
             [self.seed, salt, endpoint, inputs.get("model"), inputs.get("prompt"), inputs.get("system_prompt")],
             sort_keys=True,
         )
+        max_tokens = inputs.get("max_tokens")
+        # The text is a pure function of these (Faker is reseeded from ``key`` for every text).
+        memo = (key, words, self.default_length, type(max_tokens), max_tokens)
+        try:
+            text = self._texts.get(memo)
+        except TypeError:  # an unhashable max_tokens (a list, say): no memo
+            return self._write(key, inputs, words)
+        if text is None:
+            text = self._write(key, inputs, words)
+            if len(self._texts) >= _TEXTS_KEPT:
+                del self._texts[next(iter(self._texts))]  # oldest first
+            self._texts[memo] = text
+        return text
+
+    def _write(self, key: str, inputs: Mapping[str, Any], words: int | None) -> str:
         seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
         faker = self._faker
         faker.seed_instance(seed)
