@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -332,10 +333,12 @@ def _substitute(template: str, endpoint: str, inputs: Mapping[str, Any]) -> str:
     return _FIELD.sub(field_value, template)
 
 
+# Every run splits its text; generated texts repeat with their prompts, so keep recent splits.
+@functools.lru_cache(maxsize=1024)
 def split_tokens(text: str) -> tuple[str, ...]:
     """Split text into stream tokens (a word and the space before it) that join back to it."""
-    tokens = re.findall(r"\s*\S+", text)
-    tail = text[sum(len(t) for t in tokens) :]
+    tokens = _TOKEN.findall(text)
+    tail = text[sum(map(len, tokens)) :]
     if tail:
         if tokens:
             tokens[-1] += tail
@@ -345,6 +348,8 @@ def split_tokens(text: str) -> tuple[str, ...]:
 
 
 _TEXTS_KEPT = 4096
+
+_TOKEN = re.compile(r"\s*\S+")
 
 # A check of an input when its run starts (say, that its image URLs load): a failure ends the run.
 InputCheck = Callable[[str, Mapping[str, Any]], Failure | None]

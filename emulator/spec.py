@@ -182,7 +182,9 @@ class Operation:
             errors.sort(key=lambda e: [str(part) for part in e["loc"]])
             return data, errors
         for name, default in self.body_defaults.items():
-            data.setdefault(name, copy.deepcopy(default))
+            if name not in data:
+                # Scalars are immutable: only a list or object default needs its own copy.
+                data[name] = copy.deepcopy(default) if isinstance(default, (list, dict)) else default
         return data, []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -86,7 +87,7 @@ def validation_problem(errors: list[dict[str, Any]]) -> HTTPProblem:
 async def validated_input(request: Request, emulator: Emulator, operation: Operation) -> tuple[JSON, JSON]:
     """Parameters and body of a request, checked against the operation; 413 or 422 otherwise."""
     raw = await read_body(request, emulator.settings.max_body_bytes)
-    params, errors = operation.validate_parameters(request.query_params, request.headers)
+    params, errors = operation.validate_parameters(query_of(request), headers_of(request))
     body, body_errors = operation.validate_body(raw)
     if errors or body_errors:
         raise validation_problem(errors + body_errors)
@@ -96,10 +97,23 @@ async def validated_input(request: Request, emulator: Emulator, operation: Opera
 def parameters_only(request: Request, operation: Operation | None) -> JSON:
     if operation is None:
         return {}
-    params, errors = operation.validate_parameters(request.query_params, request.headers)
+    params, errors = operation.validate_parameters(query_of(request), headers_of(request))
     if errors:
         raise validation_problem(errors)
     return params
+
+
+_NO_QUERY: dict[str, str] = {}
+
+
+def headers_of(request: Request) -> dict[str, str]:
+    """The headers as a dict, first value winning as in ``request.headers``: one pass, then lookups."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(request.scope["headers"])}
+
+
+def query_of(request: Request) -> Mapping[str, str]:
+    # Most calls have no query string: skip parsing one (the hot status and result paths).
+    return request.query_params if request.scope.get("query_string") else _NO_QUERY
 
 
 def failure_response(record: RequestRecord, failure: Failure) -> Response:
