@@ -63,7 +63,11 @@ def start_server(settings: Settings) -> Iterator[RunningServer]:
         else:
             import uvicorn
 
-            server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+            from emulator.serving import http_protocol
+
+            # The protocol `serve` uses, so socket tests cover its one-write responses.
+            config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", http=http_protocol())
+            server = uvicorn.Server(config)
             task = asyncio.ensure_future(server.serve())
             await stop.wait()
             server.should_exit = True
