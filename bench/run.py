@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 AUTH = "Key bench:secret"
@@ -97,8 +98,8 @@ class Memory:
     note: str
 
 
-def serve_bare(port: int) -> None:
-    """The ceiling: one JSON route, served exactly like the emulator serves its app."""
+def serve_bare(port: int, protocol: str = "auto") -> None:
+    """The ceiling: one JSON route on uvicorn; with ``one-write``, on the emulator's own protocol."""
     import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -109,7 +110,12 @@ def serve_bare(port: int) -> None:
         return JSONResponse({"status": "ok"})
 
     app = Starlette(routes=[Route("/", hello, methods=["GET"])])
-    uvicorn.run(app, host=HOST, port=port, access_log=False, log_level="warning")
+    http: Any = protocol
+    if protocol == "one-write":
+        from emulator.serving import http_protocol
+
+        http = http_protocol()
+    uvicorn.run(app, host=HOST, port=port, access_log=False, log_level="warning", http=http)
 
 
 def free_port() -> int:
@@ -259,9 +265,12 @@ def throughput(args: argparse.Namespace, wrk: str, tmp: str) -> list[Result]:
     lifecycle = Path(tmp, "lifecycle.lua")
     lifecycle.write_text(LIFECYCLE_LUA)
     results: list[Result] = []
-    port = free_port()
-    with server([sys.executable, __file__, "--serve-bare", str(port)], port, "/") as proc:
-        results.append(measure(wrk, args, "bare route", "-", proc.pid, f"http://{HOST}:{port}/", None))
+    # The ceiling is a bare route on stock uvicorn (issue 6's yardstick); the same route on the
+    # emulator's one-write protocol shows how much of the emulator's speed comes from the server.
+    for name, protocol in (("bare route", "auto"), ("bare 1-write", "one-write")):
+        port = free_port()
+        with server([sys.executable, __file__, "--serve-bare", str(port), "--bare-http", protocol], port, "/") as proc:
+            results.append(measure(wrk, args, name, "-", proc.pid, f"http://{HOST}:{port}/", None))
     for store in args.store:
         port = free_port()
         with server(emulator_argv(port, store, args.connections), port, "/_emulator/health") as proc:
@@ -453,10 +462,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--soak", type=int, default=0, metavar="SECONDS", help="also soak under load (default off)")
     parser.add_argument("--skip-throughput", action="store_true", help="only the memory measurements")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)  # child process mode
+    parser.add_argument("--bare-http", default="auto", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.store = args.store or ["memory"]
     if args.serve_bare is not None:
-        serve_bare(args.serve_bare)
+        serve_bare(args.serve_bare, args.bare_http)
         return 0
     if args.connections < args.threads:
         parser.error("--connections must be at least --threads (wrk needs one connection per thread)")

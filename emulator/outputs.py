@@ -349,6 +349,10 @@ def split_tokens(text: str) -> tuple[str, ...]:
 
 _TEXTS_KEPT = 4096
 
+
+def _seed_key(fields: list[Any]) -> str:
+    return json.dumps(fields, sort_keys=True)
+
 _TOKEN = re.compile(r"\s*\S+")
 
 # A check of an input when its run starts (say, that its image URLs load): a failure ends the run.
@@ -416,19 +420,17 @@ class Outputs:
                 del self._calls[key]
 
     def _generate(self, endpoint: str, inputs: Mapping[str, Any], *, words: int | None = None, salt: str = "") -> str:
-        key = json.dumps(
-            [self.seed, salt, endpoint, inputs.get("model"), inputs.get("prompt"), inputs.get("system_prompt")],
-            sort_keys=True,
-        )
+        fields = [self.seed, salt, endpoint, inputs.get("model"), inputs.get("prompt"), inputs.get("system_prompt")]
+        # The text is a pure function of these (Faker is reseeded for every text). Types are part
+        # of the memo's key because 1, 1.0 and True are one key in a dict but differ in the seed.
         max_tokens = inputs.get("max_tokens")
-        # The text is a pure function of these (Faker is reseeded from ``key`` for every text).
-        memo = (key, words, self.default_length, type(max_tokens), max_tokens)
+        memo: tuple[Any, ...] = (*((type(v), v) for v in [*fields, max_tokens]), words, self.default_length)
         try:
             text = self._texts.get(memo)
-        except TypeError:  # an unhashable max_tokens (a list, say): no memo
-            return self._write(key, inputs, words)
+        except TypeError:  # an unhashable field (a list, say): no memo
+            return self._write(_seed_key(fields), inputs, words)
         if text is None:
-            text = self._write(key, inputs, words)
+            text = self._write(_seed_key(fields), inputs, words)
             if len(self._texts) >= _TEXTS_KEPT:
                 del self._texts[next(iter(self._texts))]  # oldest first
             self._texts[memo] = text
