@@ -353,6 +353,7 @@ _TEXTS_KEPT = 4096
 def _seed_key(fields: list[Any]) -> str:
     return json.dumps(fields, sort_keys=True)
 
+
 _TOKEN = re.compile(r"\s*\S+")
 
 # A check of an input when its run starts (say, that its image URLs load): a failure ends the run.
