@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 ARGS ?=
 
-.PHONY: install test-deps js-deps redis-server run test bench lint clean
+.PHONY: install test-deps js-deps redis-server run test bench soak lint clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,11 @@ test: test-deps js-deps redis-server
 bench: test-deps
 	$(PY) bench/run.py $(ARGS)
 	$(PY) bench/webhooks.py
+
+# Steady lifecycle load for SOAK seconds (issue 6 asks for 600), reporting the server's RSS slope.
+SOAK ?= 600
+soak: test-deps
+	$(PY) bench/run.py --skip-throughput --streams 0 --soak $(SOAK) $(ARGS)
 
 lint: test-deps
 	$(VENV)/bin/ruff check emulator tests bench

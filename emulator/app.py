@@ -12,17 +12,20 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
 
 from emulator.clock import Clock
 from emulator.config import Settings
 from emulator.service import Emulator
 from emulator.store import Store
 from emulator.surfaces import cdn, control, queue, rest, run, webhooks
-from emulator.surfaces.common import json_response
 from emulator.surfaces.dispatch import FalHosts
+from emulator.surfaces.errors import http_error, server_error
+from emulator.surfaces.front import ALL_METHODS as _ALL_METHODS
+from emulator.surfaces.front import QueueFront, front_door
 from emulator.surfaces.journal import JournalMiddleware
 
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+ALL_METHODS = list(_ALL_METHODS)
 
 
 async def openapi_yaml(request: Request) -> Response:
@@ -35,15 +38,13 @@ async def openapi_json(request: Request) -> Response:
     return Response(emulator.spec.json_text, media_type="application/json")
 
 
-async def http_error(request: Request, exc: Exception) -> Response:
-    # Paths no route can parse (a newline in an id, say) still get fal's JSON error shape.
-    code = getattr(exc, "status_code", 404)
-    return json_response({"detail": getattr(exc, "detail", "Not Found")}, code, getattr(exc, "headers", None))
+class EmulatorApp(Starlette):
+    """Starlette, with the queue surface's hot path (``surfaces.front``) ahead of its stack."""
 
-
-async def server_error(request: Request, exc: Exception) -> Response:
-    # Never expected; answers JSON rather than a bare 500 page so clients can report it.
-    return json_response({"detail": f"Internal emulator error: {type(exc).__name__}: {exc}"}, 500)
+    def build_middleware_stack(self) -> ASGIApp:
+        emulator: Emulator = self.state.emulator
+        front = QueueFront()
+        return front_door(super().build_middleware_stack(), JournalMiddleware(front, emulator=emulator), front)
 
 
 def create_app(
@@ -79,7 +80,7 @@ def create_app(
     ]
     # FalHosts serves the JS proxy path and requests addressed to fal's own host names; it runs
     # first, so the journal records the call as it was dispatched.
-    app = Starlette(
+    app = EmulatorApp(
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(FalHosts), Middleware(JournalMiddleware, emulator=emulator)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 MISSING = "Missing Authorization header. Expected 'Authorization: Key <key_id>:<key_secret>'."
@@ -22,6 +23,12 @@ def namespace_for(header: str | None, *, required: bool = True) -> str:
         if required:
             raise AuthError(MISSING)
         return ANONYMOUS
+    return _namespace(header)
+
+
+# Parsed once per distinct header: every call (and the journal) reads it, and callers reuse keys.
+@functools.lru_cache(maxsize=1024)
+def _namespace(header: str) -> str:
     scheme, _, credentials = header.strip().partition(" ")
     credentials = credentials.strip()
     scheme = scheme.lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -332,10 +333,12 @@ def _substitute(template: str, endpoint: str, inputs: Mapping[str, Any]) -> str:
     return _FIELD.sub(field_value, template)
 
 
+# Every run splits its text; generated texts repeat with their prompts, so keep recent splits.
+@functools.lru_cache(maxsize=1024)
 def split_tokens(text: str) -> tuple[str, ...]:
     """Split text into stream tokens (a word and the space before it) that join back to it."""
-    tokens = re.findall(r"\s*\S+", text)
-    tail = text[sum(len(t) for t in tokens) :]
+    tokens = _TOKEN.findall(text)
+    tail = text[sum(map(len, tokens)) :]
     if tail:
         if tokens:
             tokens[-1] += tail
@@ -343,6 +346,15 @@ def split_tokens(text: str) -> tuple[str, ...]:
             tokens = [tail]
     return tuple(tokens)
 
+
+_TEXTS_KEPT = 4096
+
+
+def _seed_key(fields: list[Any]) -> str:
+    return json.dumps(fields, sort_keys=True)
+
+
+_TOKEN = re.compile(r"\s*\S+")
 
 # A check of an input when its run starts (say, that its image URLs load): a failure ends the run.
 InputCheck = Callable[[str, Mapping[str, Any]], Failure | None]
@@ -360,6 +372,8 @@ class Outputs:
     def __post_init__(self) -> None:
         self._faker = Faker("en_US")
         self._calls: dict[tuple[str, str], int] = {}
+        # Generated texts by everything that decides them: Faker is slow and tests repeat prompts.
+        self._texts: dict[tuple[Any, ...], str] = {}
 
     def find(self, endpoint: str, inputs: Mapping[str, Any]) -> Fixture | None:
         for fixture in self.fixtures:
@@ -407,10 +421,23 @@ class Outputs:
                 del self._calls[key]
 
     def _generate(self, endpoint: str, inputs: Mapping[str, Any], *, words: int | None = None, salt: str = "") -> str:
-        key = json.dumps(
-            [self.seed, salt, endpoint, inputs.get("model"), inputs.get("prompt"), inputs.get("system_prompt")],
-            sort_keys=True,
-        )
+        fields = [self.seed, salt, endpoint, inputs.get("model"), inputs.get("prompt"), inputs.get("system_prompt")]
+        # The text is a pure function of these (Faker is reseeded for every text). Types are part
+        # of the memo's key because 1, 1.0 and True are one key in a dict but differ in the seed.
+        max_tokens = inputs.get("max_tokens")
+        memo: tuple[Any, ...] = (*((type(v), v) for v in [*fields, max_tokens]), words, self.default_length)
+        try:
+            text = self._texts.get(memo)
+        except TypeError:  # an unhashable field (a list, say): no memo
+            return self._write(_seed_key(fields), inputs, words)
+        if text is None:
+            text = self._write(_seed_key(fields), inputs, words)
+            if len(self._texts) >= _TEXTS_KEPT:
+                del self._texts[next(iter(self._texts))]  # oldest first
+            self._texts[memo] = text
+        return text
+
+    def _write(self, key: str, inputs: Mapping[str, Any], words: int | None) -> str:
         seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
         faker = self._faker
         faker.seed_instance(seed)

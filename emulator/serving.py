@@ -110,6 +110,7 @@ def _uvicorn(
             lifespan=lifespan,
             ssl_certfile=str(certs.cert) if tls and certs else None,
             ssl_keyfile=str(certs.key) if tls and certs else None,
+            http=http_protocol(),
         )
 
     # One lifespan for the one app: the plain server runs it, the TLS server shares its state.
@@ -129,6 +130,15 @@ def _uvicorn(
     factory = configs[0].get_loop_factory() if hasattr(configs[0], "get_loop_factory") else None
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())
+
+
+def http_protocol() -> type[asyncio.Protocol] | Literal["auto"]:
+    """uvicorn's httptools protocol writing each response in one system call; ``auto`` without httptools."""
+    try:
+        from emulator.transport import CoalescingHttpToolsProtocol
+    except ImportError:
+        return "auto"
+    return CoalescingHttpToolsProtocol
 
 
 def _stopper(servers: Sequence[uvicorn.Server]) -> Callable[[], None]:

@@ -11,13 +11,14 @@ import copy
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 import yaml
 
 from emulator.models import JSON
@@ -104,6 +105,9 @@ class Operation:
     parameters: list[Parameter]
     body_schema: JSON | None
     body_validator: jsonschema.protocols.Validator | None = field(default=None, repr=False)
+    # A compiled check for the common, valid body; only a body it refuses goes through
+    # ``body_validator``, whose errors become the FastAPI-style details.
+    body_is_valid: Callable[[Any], bool] | None = field(default=None, repr=False)
 
     @cached_property
     def body_defaults(self) -> JSON:
@@ -171,12 +175,16 @@ class Operation:
                     "input": data,
                 }
             ]
-        errors = [_detail(error, ["body"]) for error in self.body_validator.iter_errors(data)]
+        errors: list[ErrorDetail] = []
+        if not _passes(self.body_is_valid, data):
+            errors = [_detail(error, ["body"]) for error in self.body_validator.iter_errors(data)]
         if errors:
             errors.sort(key=lambda e: [str(part) for part in e["loc"]])
             return data, errors
         for name, default in self.body_defaults.items():
-            data.setdefault(name, copy.deepcopy(default))
+            if name not in data:
+                # Scalars are immutable: only a list or object default needs its own copy.
+                data[name] = copy.deepcopy(default) if isinstance(default, (list, dict)) else default
         return data, []
 
 
@@ -246,6 +254,24 @@ def _detail(error: jsonschema.ValidationError, prefix: list[str | int]) -> Error
     return detail
 
 
+def _fast_check(schema: JSON) -> Callable[[Any], bool] | None:
+    """jsonschema-rs's check of the same Draft 7 schema (formats not asserted, as jsonschema's default)."""
+    try:
+        validator = jsonschema_rs.Draft7Validator(schema, validate_formats=False)
+    except Exception:  # a schema it cannot compile: jsonschema alone decides
+        return None
+    return validator.is_valid
+
+
+def _passes(check: Callable[[Any], bool] | None, data: Any) -> bool:
+    if check is None:
+        return False
+    try:
+        return check(data)
+    except Exception:  # a value it cannot take (a NaN, a huge number): jsonschema decides
+        return False
+
+
 class Spec:
     """The loaded document and its operations by action and endpoint."""
 
@@ -296,6 +322,7 @@ class Spec:
             parameters=parameters,
             body_schema=body_schema,
             body_validator=jsonschema.Draft7Validator(body_schema) if body_schema else None,
+            body_is_valid=_fast_check(body_schema) if body_schema else None,
         )
 
     def operation(self, action: str, endpoint: str | None = None) -> Operation | None:

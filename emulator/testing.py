@@ -19,6 +19,7 @@ import uvicorn
 from emulator.app import create_app
 from emulator.config import Settings
 from emulator.service import Emulator
+from emulator.serving import http_protocol
 from emulator.tls import CertificatePaths, ensure_certificates, server_names
 
 
@@ -100,7 +101,13 @@ def serve_in_thread(
             await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
             return
         # Clients under test keep connections open; do not wait on them at shutdown.
-        servers = [_QuietServer(uvicorn.Config(app, log_level="error", lifespan="on", timeout_graceful_shutdown=1))]
+        # The protocol `serve` uses (one write per response), so tests cover it too.
+        protocol = http_protocol()
+        servers = [
+            _QuietServer(
+                uvicorn.Config(app, log_level="error", lifespan="on", timeout_graceful_shutdown=1, http=protocol)
+            )
+        ]
         sockets = [plain]
         if tls is not None and certificates is not None:
             tls_config = uvicorn.Config(
@@ -110,6 +117,7 @@ def serve_in_thread(
                 ssl_certfile=str(certificates.cert),
                 ssl_keyfile=str(certificates.key),
                 timeout_graceful_shutdown=1,
+                http=protocol,
             )
             servers.append(_QuietServer(tls_config))
             sockets.append(tls)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
+
+import orjson
 
 from emulator.models import JSON, LogLine, RequestRecord, State
 
@@ -61,5 +64,17 @@ def status_body(
     return body
 
 
+def dumps_record(data: Any) -> bytes:
+    """Compact JSON, as ``json.dumps`` writes it for a record's bodies, several times faster.
+
+    Only for bodies the emulator builds (no NaN, which orjson would write as null); anything
+    orjson refuses (an integer past 64 bits in an output, say) goes through ``json``.
+    """
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def sse_event(data: JSON) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + dumps_record(data) + b"\n\n"

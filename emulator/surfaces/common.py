@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -15,6 +16,7 @@ from emulator.faults import HTTP_KINDS, Fault
 from emulator.models import JSON, Failure, RequestRecord
 from emulator.service import Emulator
 from emulator.spec import Operation
+from emulator.wire import dumps_record
 
 
 class HTTPProblem(Exception):
@@ -44,6 +46,11 @@ class HTTPProblem(Exception):
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     return Response(content, status_code, headers, media_type="application/json")
+
+
+def record_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """``json_response`` for the bodies built from a request record (status, output): the hot path."""
+    return Response(dumps_record(body), status_code, headers, media_type="application/json")
 
 
 def emulator_of(request: Request) -> Emulator:
@@ -81,7 +88,7 @@ def validation_problem(errors: list[dict[str, Any]]) -> HTTPProblem:
 async def validated_input(request: Request, emulator: Emulator, operation: Operation) -> tuple[JSON, JSON]:
     """Parameters and body of a request, checked against the operation; 413 or 422 otherwise."""
     raw = await read_body(request, emulator.settings.max_body_bytes)
-    params, errors = operation.validate_parameters(request.query_params, request.headers)
+    params, errors = operation.validate_parameters(query_of(request), headers_of(request))
     body, body_errors = operation.validate_body(raw)
     if errors or body_errors:
         raise validation_problem(errors + body_errors)
@@ -91,10 +98,23 @@ async def validated_input(request: Request, emulator: Emulator, operation: Opera
 def parameters_only(request: Request, operation: Operation | None) -> JSON:
     if operation is None:
         return {}
-    params, errors = operation.validate_parameters(request.query_params, request.headers)
+    params, errors = operation.validate_parameters(query_of(request), headers_of(request))
     if errors:
         raise validation_problem(errors)
     return params
+
+
+_NO_QUERY: dict[str, str] = {}
+
+
+def headers_of(request: Request) -> dict[str, str]:
+    """The headers as a dict, first value winning as in ``request.headers``: one pass, then lookups."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(request.scope["headers"])}
+
+
+def query_of(request: Request) -> Mapping[str, str]:
+    # Most calls have no query string: skip parsing one (the hot status and result paths).
+    return request.query_params if request.scope.get("query_string") else _NO_QUERY
 
 
 def failure_response(record: RequestRecord, failure: Failure) -> Response:
@@ -113,7 +133,7 @@ def output_response(record: RequestRecord) -> Response:
     if record.failure is not None:
         return failure_response(record, record.failure)
     headers = {"x-fal-request-id": record.id, "x-fal-billable-units": str(record.billable_units)}
-    return json_response(record.output, 200, headers)
+    return record_response(record.output, 200, headers)
 
 
 def check_concurrency(emulator: Emulator, namespace: str) -> None:

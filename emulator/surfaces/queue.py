@@ -26,6 +26,7 @@ from emulator.surfaces.common import (
     not_found,
     output_response,
     parameters_only,
+    record_response,
     validated_input,
     with_fault,
 )
@@ -72,6 +73,12 @@ def parse_path(path: str, spec: Spec) -> Target:
 
 def base_url(request: Request) -> str:
     """This server as the client reached it, so returned URLs lead back here."""
+    scope = request.scope
+    for key, value in scope["headers"]:
+        if key == b"host":
+            # What ``request.base_url`` gives with a Host header, without building URL objects.
+            root = scope.get("app_root_path", scope.get("root_path", ""))
+            return f"{scope.get('scheme', 'http')}://{value.decode('latin-1')}{root}".rstrip("/")
     return str(request.base_url).rstrip("/")
 
 
@@ -162,7 +169,7 @@ async def submit(request: Request, emulator: Emulator, namespace: str, endpoint:
     if writing is not None:
         await store_call(writing)
     envelope = status_body(record, base_url(request), position=scheduler.position(record), logs=None)
-    return json_response(envelope, 200, {"x-fal-request-id": record.id})
+    return record_response(envelope, 200, {"x-fal-request-id": record.id})
 
 
 async def store_call(pending: Awaitable[None]) -> None:
@@ -185,7 +192,7 @@ def status(request: Request, emulator: Emulator, record: RequestRecord) -> Respo
         position=emulator.scheduler.position(record),
         logs=list(record.logs) if wants_logs(params) else None,
     )
-    return json_response(body, 200 if record.done else 202, {"x-fal-request-id": record.id})
+    return record_response(body, 200 if record.done else 202, {"x-fal-request-id": record.id})
 
 
 def status_stream(request: Request, emulator: Emulator, record: RequestRecord, drop_after: int | None) -> Response:

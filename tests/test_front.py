@@ -1,0 +1,89 @@
+"""The queue hot path: which calls it takes, and that it answers them as the full stack does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from emulator import Emulator, ManualClock, Settings, create_app
+from emulator.surfaces.front import QueueFront
+from tests.conftest import AUTH
+
+pytestmark = pytest.mark.anyio
+
+
+def scope(path: str, *, method: str = "GET", host: bytes | None = b"127.0.0.1:8000", root_path: str = "") -> Any:
+    headers = [] if host is None else [(b"host", host)]
+    return {"type": "http", "method": method, "path": path, "root_path": root_path, "headers": headers}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/fal-ai/any-llm", "/fal-ai/any-llm/requests/abc/status", "/fal-ai/any-llm/requests/abc", "/nope", "/"],
+)
+def test_takes_queue_paths_on_the_emulators_own_host(path: str) -> None:
+    """Queue-surface paths (and unknown ones, which the queue surface answers 404) on a plain host."""
+    assert QueueFront().takes(scope(path))
+    assert QueueFront().takes(scope(path, host=None))
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs"),
+    [
+        ("/_emulator/health", {}),
+        ("/run/fal-ai/any-llm", {}),
+        ("/rest/storage/upload/initiate", {}),
+        ("/cdn/files/x", {}),
+        ("/openapi.json", {}),
+        ("/.well-known/jwks.json", {}),
+        ("/api/fal/proxy", {}),
+        ("/fal-ai/any-llm\n", {}),
+        ("/fal-ai/any-llm", {"host": b"queue.fal.run"}),
+        ("/fal-ai/any-llm", {"host": b"v3b.fal.media:443"}),
+        ("/fal-ai/any-llm", {"method": "TRACE"}),
+        ("/fal-ai/any-llm", {"root_path": "/mounted"}),
+    ],
+)
+def test_leaves_everything_else_to_the_full_stack(path: str, kwargs: dict[str, Any]) -> None:
+    """Other surfaces, fal's host names, the proxy path, odd methods, paths or mounts take the full stack."""
+    assert not QueueFront().takes(scope(path, **kwargs))
+
+
+async def answers(core: Emulator, *, fast: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    if not fast:
+        monkeypatch.setattr(QueueFront, "takes", lambda self, scope: False)
+    app = create_app(emulator=core)
+    seen: list[Any] = []
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://emulator.test", headers=AUTH) as http:
+        submitted = await http.post("/fal-ai/any-llm", json={"prompt": "Same either way"})
+        rid = submitted.json()["request_id"]
+        calls = [
+            http.get(f"/fal-ai/any-llm/requests/{rid}/status"),
+            http.get(f"/fal-ai/any-llm/requests/{rid}"),
+            http.post("/fal-ai/any-llm", json={"prompt": 3}),
+            http.post("/fal-ai/any-llm", content=b"{not json", headers={"content-type": "application/json"}),
+            http.get("/fal-ai/any-llm/requests/missing/status"),
+            http.delete("/fal-ai/any-llm"),
+            http.get("/nowhere/at-all"),
+            http.get(f"/fal-ai/any-llm/requests/{rid}/status", headers={"authorization": "Key broken"}),
+        ]
+        for response in [submitted, *[await call for call in calls]]:
+            headers = {k: v for k, v in response.headers.items() if k != "date"}
+            seen.append((response.status_code, headers, response.content))
+        journal = (await http.get("/_emulator/journal")).json()["entries"]
+    seen.append([{k: v for k, v in e.items() if k not in ("duration_ms", "time")} for e in journal])
+    return seen
+
+
+async def test_the_hot_path_answers_as_the_full_stack_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each answer (status, headers, body) and each journal entry is the same with or without the hot path."""
+
+    def core() -> Emulator:
+        return Emulator.build(Settings(profile="realistic", seed=5), clock=ManualClock())
+
+    fast = await answers(core(), fast=True, monkeypatch=monkeypatch)
+    full = await answers(core(), fast=False, monkeypatch=monkeypatch)
+    assert fast == full
