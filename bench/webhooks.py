@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
+from run import stop  # the sibling script: stop a started server by its pid
 
 HOST = "127.0.0.1"
 AUTH = {"Authorization": "Key bench:secret"}
@@ -64,12 +65,7 @@ def child(argv: Sequence[str], port: int, ready_path: str, env: dict[str, str] |
                 continue
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @contextlib.contextmanager
