@@ -8,16 +8,16 @@ its own runners, so parallel test workers with different keys never wait on each
 from __future__ import annotations
 
 import asyncio
-import bisect
 import dataclasses
 import enum
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from emulator.clock import Clock, TimerHandle
+from emulator.clock import Clock
 from emulator.faults import LIFECYCLE_KINDS, Fault, Faults, Rule
 from emulator.ids import IdFactory
+from emulator.lanes import Lane
 from emulator.lifecycle import Profile, billable_units, make_plan, queue_wait
 from emulator.models import CANCELLED, JSON, REQUEST_TIMEOUT, Failure, LogLine, Priority, RequestRecord, State
 from emulator.outputs import Answer, Outputs, split_tokens
@@ -50,82 +50,6 @@ class Submission:
     action: str = "submit"
 
 
-def _seq(record: RequestRecord) -> int:
-    return record.seq
-
-
-@dataclass
-class _Lane:
-    """One namespace's queue and runners."""
-
-    waiting: tuple[list[RequestRecord], list[RequestRecord]] = field(default_factory=lambda: ([], []))
-    starting: dict[str, RequestRecord] = field(default_factory=dict)
-    running: dict[str, RequestRecord] = field(default_factory=dict)
-    timers: dict[str, list[TimerHandle]] = field(default_factory=dict)
-    logs_applied: dict[str, int] = field(default_factory=dict)
-    answers: dict[str, Answer] = field(default_factory=dict)
-    # Held in the queue (never picked up) or held mid-run (paused), until released.
-    held: set[str] = field(default_factory=set)
-    hold_on_start: set[str] = field(default_factory=set)
-    # Waiters on queued records: woken when the queue moves, since positions change then.
-    movement: list[asyncio.Future[bool]] = field(default_factory=list)
-
-    @property
-    def busy(self) -> int:
-        return len(self.starting) + len(self.running)
-
-    def queued(self) -> int:
-        return len(self.waiting[0]) + len(self.waiting[1])
-
-    def all(self) -> list[RequestRecord]:
-        return [*self.waiting[0], *self.waiting[1], *self.starting.values(), *self.running.values()]
-
-    def enqueue(self, record: RequestRecord) -> None:
-        waiting = self.waiting[record.priority]
-        if not waiting or waiting[-1].seq < record.seq:
-            waiting.append(record)
-        else:  # put back after a hold: keep the list sorted by arrival
-            waiting.insert(bisect.bisect_left(waiting, record.seq, key=_seq), record)
-
-    def pop_next(self) -> RequestRecord | None:
-        for waiting in self.waiting:
-            for index, record in enumerate(waiting):
-                if record.id not in self.held:
-                    del waiting[index]
-                    self.moved()
-                    return record
-        return None
-
-    def remove_waiting(self, record: RequestRecord) -> bool:
-        waiting = self.waiting[record.priority]
-        index = bisect.bisect_left(waiting, record.seq, key=_seq)
-        if index < len(waiting) and waiting[index] is record:
-            del waiting[index]
-            self.moved()
-            return True
-        return False
-
-    def moved(self) -> None:
-        movement, self.movement = self.movement, []
-        for future in movement:
-            if not future.done():
-                future.set_result(True)
-
-    def position(self, record: RequestRecord) -> int:
-        if record.id in self.starting:
-            return 0
-        ahead = 0
-        for priority, waiting in enumerate(self.waiting):
-            if priority == record.priority:
-                return ahead + bisect.bisect_left(waiting, record.seq, key=_seq)
-            ahead += len(waiting)
-        return ahead
-
-    def cancel_timers(self, record: RequestRecord) -> None:
-        for handle in self.timers.pop(record.id, ()):
-            handle.cancel()
-
-
 class Scheduler:
     """Accepts submissions, runs them on a bounded set of runners, and records every change."""
 
@@ -151,7 +75,7 @@ class Scheduler:
         self.faults = faults or Faults()
         self.paused = False
         self.on_complete: list[Callable[[RequestRecord], None]] = []
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes: dict[str, Lane] = {}
         self._waiters: dict[tuple[str, str], list[asyncio.Future[bool]]] = {}
         self._seq = 0
         # Set when several processes serve one queue: the queue then lives in the store, not in the lanes.
@@ -229,7 +153,7 @@ class Scheduler:
             webhook_url=submission.webhook_url,
             billable_units=billable_units(submission.input.get("model")),
         )
-        lane = self._lanes.setdefault(namespace, _Lane())
+        lane = self._lanes.setdefault(namespace, Lane())
         answer = self.outputs.answer(submission.endpoint, submission.input, namespace)
         for raw in answer.faults:
             self.faults.add(dataclasses.replace(Rule.parse(raw, namespace=namespace), request_id=record.id))
@@ -262,13 +186,13 @@ class Scheduler:
             self._seq = latest
         # Records a lane already holds are live in this process (an app restarted on the same core).
         live = {(name, r.id) for name, lane in self._lanes.items() for r in lane.all()}
-        unfinished = sorted((r for r in records if not r.done and (r.namespace, r.id) not in live), key=_seq)
+        unfinished = sorted((r for r in records if not r.done and (r.namespace, r.id) not in live), key=lambda r: r.seq)
         for record in unfinished:
             if record.state is State.IN_PROGRESS:
                 # The run was lost with the process: start it again from the queue's head.
                 _requeued(record)
                 self.store.save(record, now)
-            self._lanes.setdefault(record.namespace, _Lane()).enqueue(record)
+            self._lanes.setdefault(record.namespace, Lane()).enqueue(record)
         for lane in list(self._lanes.values()):
             self._dispatch(lane)
         for record in unfinished:
@@ -291,7 +215,7 @@ class Scheduler:
 
     def run_claimed(self, record: RequestRecord) -> None:
         """Run a request claimed from the shared queue, after the profile's queue wait."""
-        lane = self._lanes.setdefault(record.namespace, _Lane())
+        lane = self._lanes.setdefault(record.namespace, Lane())
         if record.state is State.IN_PROGRESS:
             _requeued(record)  # its runner died: start over
         lane.starting[record.id] = record
@@ -458,13 +382,13 @@ class Scheduler:
 
     # -- transitions -----------------------------------------------------------------------
 
-    def _live_lane(self, record: RequestRecord) -> _Lane:
+    def _live_lane(self, record: RequestRecord) -> Lane:
         lane = self._lanes.get(record.namespace)
         if lane is None or record.done:
             raise TransitionError(f"request {record.id} has already completed")
         return lane
 
-    def _timer(self, lane: _Lane, record: RequestRecord, when: float, callback: Callable[[], None]) -> None:
+    def _timer(self, lane: Lane, record: RequestRecord, when: float, callback: Callable[[], None]) -> None:
         lane.timers.setdefault(record.id, []).append(self.clock.call_at(when, callback))
 
     def _touch(self, record: RequestRecord) -> None:
@@ -474,7 +398,7 @@ class Scheduler:
             if not future.done():
                 future.set_result(True)
 
-    def _dispatch(self, lane: _Lane) -> None:
+    def _dispatch(self, lane: Lane) -> None:
         while not self.paused and lane.busy < self.runners:
             record = lane.pop_next()
             if record is None:
@@ -510,7 +434,7 @@ class Scheduler:
             self._schedule_run(lane, record)
         self._touch(record)
 
-    def _schedule_run(self, lane: _Lane, record: RequestRecord) -> None:
+    def _schedule_run(self, lane: Lane, record: RequestRecord) -> None:
         """Timers for the rest of a run: its remaining log lines and its completion."""
         plan = record.plan
         assert plan is not None and record.started_at is not None
@@ -520,7 +444,7 @@ class Scheduler:
             self._timer(lane, record, when, functools.partial(self._log_tick, record, offset))
         self._timer(lane, record, record.started_at + plan.duration, functools.partial(self._complete, record))
 
-    def _apply_logs(self, lane: _Lane, record: RequestRecord, upto: float) -> bool:
+    def _apply_logs(self, lane: Lane, record: RequestRecord, upto: float) -> bool:
         plan = record.plan
         assert plan is not None and record.started_at is not None
         applied = start = lane.logs_applied.get(record.id, 0)
@@ -584,7 +508,7 @@ def _requeued(record: RequestRecord) -> None:
     record.version += 1
 
 
-def _apply_lifecycle_fault(answer: Answer, fault: Fault | None, lane: _Lane, record: RequestRecord) -> Answer:
+def _apply_lifecycle_fault(answer: Answer, fault: Fault | None, lane: Lane, record: RequestRecord) -> Answer:
     """Fold a complete_with_error or hold fault into the request's answer and holds."""
     if fault is None:
         return answer
