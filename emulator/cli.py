@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from emulator.config import ENV_PREFIX, Settings, SettingsError
-from emulator.outputs import FixtureError
+from emulator.fixture_files import FixtureError
 from emulator.store import StoreError
 
 

@@ -10,11 +10,12 @@ import httpx
 from emulator.clock import Clock, ManualClock, SystemClock
 from emulator.config import Settings
 from emulator.faults import Faults
+from emulator.fixture_files import load_fixtures
 from emulator.ids import IdFactory
 from emulator.images import ImageUrlCheck
 from emulator.journal import Journal
 from emulator.lifecycle import PROFILES
-from emulator.outputs import Outputs, load_fixtures
+from emulator.outputs import Outputs
 from emulator.scheduler import Scheduler
 from emulator.spec import Spec
 from emulator.storage import Storage

@@ -14,9 +14,9 @@ from starlette.routing import Route
 
 from emulator.clock import ManualClock
 from emulator.faults import KNOWN_ERRORS, Fault, FaultError, Rule
+from emulator.fixture_files import FixtureError
 from emulator.lifecycle import PROFILES
 from emulator.models import JSON, Failure, RequestRecord
-from emulator.outputs import FixtureError
 from emulator.scheduler import TransitionError
 from emulator.service import Emulator
 from emulator.surfaces.common import HTTPProblem, emulator_of, json_response
