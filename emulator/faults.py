@@ -46,6 +46,26 @@ class FaultError(ValueError):
     """A fault or rule description that cannot be used; the message says why."""
 
 
+# JSON types of the fault fields ("detail" may be anything the app would answer).
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "status": ((int,), "an integer"),
+    "error_type": ((str,), "a string"),
+    "retry_after": ((int, float), "a number"),
+    "with_request_id": ((bool,), "true or false"),
+    "seconds": ((int, float), "a number"),
+    "stage": ((str,), "a string"),
+    "after_events": ((int,), "an integer"),
+}
+
+
+def _is(value: Any, wanted: tuple[tuple[type, ...], str]) -> bool:
+    types = wanted[0]
+    # JSON true/false are bools, which Python also counts as ints: only accept them as bools.
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types)
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
     """What happens to a request a rule matches."""
@@ -68,8 +88,12 @@ class Fault:
         if unknown:
             raise FaultError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
         kind = raw.get("kind")
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             raise FaultError(f"fault kind must be one of {', '.join(sorted(KINDS))}, not {kind!r}")
+        for name, value in raw.items():
+            wanted = _FIELD_TYPES.get(name)
+            if wanted is not None and value is not None and not _is(value, wanted):
+                raise FaultError(f"fault field '{name}' must be {wanted[1]}, not {value!r}")
         fault = cls(**raw)
         if kind == "http_error" and (not isinstance(fault.status, int) or not 400 <= fault.status <= 599):
             raise FaultError("an http_error fault needs a status between 400 and 599")

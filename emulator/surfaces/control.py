@@ -121,12 +121,12 @@ async def patch_config(request: Request) -> Response:
     unknown = set(body) - {"profile", "runners", "faults", "concurrency_limit", "namespace"}
     if unknown:
         raise _bad(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    if "profile" in body and body["profile"] not in PROFILES:
+    if "profile" in body and (not isinstance(body["profile"], str) or body["profile"] not in PROFILES):
         raise _bad(f"profile must be one of {', '.join(PROFILES)}")
-    if "runners" in body and (not isinstance(body["runners"], int) or body["runners"] < 1):
+    if "runners" in body and (not _whole(body["runners"]) or body["runners"] < 1):
         raise _bad("runners must be a positive integer")
-    limit = body.get("concurrency_limit")
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
+    limit = body.get("concurrency_limit", 0)
+    if not _whole(limit) or limit < 0:
         raise _bad("concurrency_limit must be a non-negative integer")
     rules = None
     if "faults" in body:
@@ -143,6 +143,11 @@ async def patch_config(request: Request) -> Response:
     if rules is not None:
         emulator.faults.replace(rules, _namespace(request, body))
     return json_response(_config(emulator))
+
+
+def _whole(value: Any) -> bool:
+    """A JSON integer (true and false are not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _rule(raw: Any, namespace: str | None) -> Rule:
@@ -274,7 +279,7 @@ async def next_calls(request: Request) -> Response:
     emulator = guard(request)
     body = await _json_body(request)
     count = body.pop("count", 1)
-    if not isinstance(count, int) or count < 1:
+    if not _whole(count) or count < 1:
         raise _bad("'count' must be a positive integer")
     namespace = _namespace(request, body)
     body.pop("namespace", None)
