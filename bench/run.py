@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emulator.testing import stop_process
+
 HOST = "127.0.0.1"
 AUTH = "Key bench:secret"
 ENDPOINT = "/fal-ai/any-llm"
@@ -193,17 +195,7 @@ def server(argv: Sequence[str], port: int, ready_path: str) -> Iterator[subproce
         wait_ready(proc, port, ready_path)
         yield proc
     finally:
-        stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    # Stop only the process we started, by its pid: politely first, forcibly if it hangs.
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        stop_process(proc)
 
 
 def emulator_argv(port: int, store: str, runners: int, *extra: str) -> list[str]:

@@ -17,7 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
-from run import stop  # the sibling script: stop a started server by its pid
+
+from emulator.testing import stop_process
 
 HOST = "127.0.0.1"
 AUTH = {"Authorization": "Key bench:secret"}
@@ -65,7 +66,7 @@ def child(argv: Sequence[str], port: int, ready_path: str, env: dict[str, str] |
                 continue
         yield
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 @contextlib.contextmanager

@@ -238,9 +238,6 @@ class Faults:
     def clear(self, namespace: str | None = None) -> None:
         self.rules = [] if namespace is None else [r for r in self.rules if r.namespace != namespace]
 
-    def reseed(self, seed: int | None) -> None:
-        self._rng = random.Random(seed)
-
     def match(
         self,
         action: str,

@@ -20,11 +20,6 @@ class IdFactory:
         self._rng = random.Random(seed)
         self._count = 0
 
-    def reseed(self, seed: int | None) -> None:
-        self._seeded = seed is not None
-        self._rng = random.Random(seed)
-        self._count = 0
-
     def new(self) -> str:
         if self._seeded:
             millis = _SEEDED_EPOCH_MS + self._count

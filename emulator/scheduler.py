@@ -115,9 +115,6 @@ class Scheduler:
         lane = self._lanes.get(record.namespace)
         return lane is not None and (record.id in lane.held or record.paused_at is not None)
 
-    def namespaces(self) -> list[str]:
-        return list(self._lanes)
-
     def tokens_ready(self, record: RequestRecord) -> int:
         """How many output tokens a run has produced by now."""
         plan = record.plan

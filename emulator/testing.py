@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -41,17 +42,37 @@ def bind_loopback(host: str = "127.0.0.1") -> socket.socket:
     return sock
 
 
-def wait_ready(url: str, *, verify: ssl.SSLContext | bool = True, deadline_seconds: float = 30.0) -> None:
-    """Poll the health endpoint until it answers 200, or fail at the deadline."""
+def wait_ready(
+    url: str,
+    *,
+    verify: ssl.SSLContext | bool = True,
+    deadline_seconds: float = 30.0,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Poll the health endpoint until it answers 200; fail at the deadline, or if ``process`` exits first."""
     deadline = time.monotonic() + deadline_seconds
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"emulator pid {process.pid} exited with {process.returncode} before it was ready")
         try:
             if httpx.get(url, timeout=1.0, verify=verify).status_code == 200:
                 return
         except httpx.TransportError as exc:
             last = exc
     raise RuntimeError(f"emulator at {url} not ready after {deadline_seconds}s: {last}")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a process this suite started, by its pid: politely first, forcibly if it hangs."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class _QuietServer(uvicorn.Server):

@@ -9,14 +9,12 @@ import shlex
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from emulator.testing import stop_process, wait_ready
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,21 +67,6 @@ def parse_exports(script: str) -> dict[str, str]:
     return exports
 
 
-def wait_ready(proc: subprocess.Popen[bytes], url: str, verify: ssl.SSLContext | bool) -> None:
-    """Probe the health endpoint until it answers 200; fail at the deadline or if the process exits."""
-    deadline = time.monotonic() + READY_SECONDS
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"emulator pid {proc.pid} exited with {proc.returncode} before it was ready")
-        try:
-            if httpx.get(url, timeout=1.0, verify=verify).status_code == 200:
-                return
-        except httpx.TransportError as exc:
-            last = exc
-    raise RuntimeError(f"emulator at {url} not ready after {READY_SECONDS}s: {last}")
-
-
 @contextlib.contextmanager
 def emulator_process(data_dir: Path, options: Sequence[str] = ()) -> Iterator[EmulatorProcess]:
     """Start ``python -m emulator serve`` on free ports with TLS; stop it, by its pid, on exit."""
@@ -94,17 +77,15 @@ def emulator_process(data_dir: Path, options: Sequence[str] = ()) -> Iterator[Em
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     server = EmulatorProcess(proc, port, tls_port, data_dir, tuple(options))
     try:
-        wait_ready(proc, f"{server.http_url}/_emulator/health", verify=False)
+        wait_ready(f"{server.http_url}/_emulator/health", verify=False, deadline_seconds=READY_SECONDS, process=proc)
         bundle = data_dir / "tls" / "ca-bundle.pem"
-        wait_ready(proc, f"{server.https_url}/_emulator/health", verify=ssl.create_default_context(cafile=bundle))
+        tls_context = ssl.create_default_context(cafile=bundle)
+        wait_ready(
+            f"{server.https_url}/_emulator/health", verify=tls_context, deadline_seconds=READY_SECONDS, process=proc
+        )
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
 
 
 def run_scenario(env: Mapping[str, str], name: str, **arguments: Any) -> Any:

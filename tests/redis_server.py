@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 
+from emulator.testing import stop_process
 from tests.servers import free_port
 
 READY_SECONDS = 15.0
@@ -54,13 +55,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop this server by its pid and wait for it to exit."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -43,6 +44,21 @@ def status(api: httpx.Client, request_id: str) -> dict[str, Any]:
     return body
 
 
+@contextlib.contextmanager
+def paused_pair(tmp_path: Path, redis: RedisServer) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """Two emulator processes on one Redis (one runner each, paused), and a client for each."""
+    options = ["--store", redis.url(lease="1"), "--runners", "1", "--profile", "instant"]
+    with (
+        emulator_process(tmp_path / "a", options) as a,
+        emulator_process(tmp_path / "b", options) as b,
+        client(a) as api_a,
+        client(b) as api_b,
+    ):
+        for api in (api_a, api_b):
+            assert api.post("/_emulator/pause").status_code == 200
+        yield api_a, api_b
+
+
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[RedisServer]:
     with redis_server(tmp_path / "redis") as server:
@@ -51,16 +67,7 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 def test_two_processes_share_one_queue(tmp_path: Path, redis: RedisServer) -> None:
     """Positions are global, every process sees the same status, and each request runs (and calls back) once."""
-    options = ["--store", redis.url(lease="1"), "--runners", "1", "--profile", "instant"]
-    with (
-        Receiver() as receiver,
-        emulator_process(tmp_path / "a", options) as a,
-        emulator_process(tmp_path / "b", options) as b,
-        client(a) as api_a,
-        client(b) as api_b,
-    ):
-        for api in (api_a, api_b):
-            assert api.post("/_emulator/pause").status_code == 200
+    with Receiver() as receiver, paused_pair(tmp_path, redis) as (api_a, api_b):
         ids = []
         for n in range(6):
             api = api_a if n % 2 == 0 else api_b
@@ -158,15 +165,7 @@ def test_bad_redis_urls_are_named(url: str, message: str) -> None:
 
 def test_a_status_stream_follows_a_request_another_process_runs(tmp_path: Path, redis: RedisServer) -> None:
     """A status stream on the process that took the request ends with COMPLETED when the other one runs it."""
-    options = ["--store", redis.url(lease="1"), "--runners", "1", "--profile", "instant"]
-    with (
-        emulator_process(tmp_path / "a", options) as a,
-        emulator_process(tmp_path / "b", options) as b,
-        client(a) as api_a,
-        client(b) as api_b,
-    ):
-        for api in (api_a, api_b):
-            assert api.post("/_emulator/pause").status_code == 200
+    with paused_pair(tmp_path, redis) as (api_a, api_b):
         request_id = api_b.post(f"/{ENDPOINT}", json={"prompt": "streamed"}).json()["request_id"]
         events: list[dict[str, Any]] = []
         first = threading.Event()
