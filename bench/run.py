@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator.testing import stop_process
+from emulator.runtime.testing import stop_process
 
 HOST = "127.0.0.1"
 AUTH = "Key bench:secret"
@@ -115,7 +115,7 @@ def serve_bare(port: int, protocol: str = "auto") -> None:
     http: Any = protocol
     if protocol == "one-write":
         try:
-            from emulator.serving import http_protocol
+            from emulator.runtime.serving import http_protocol
         except ImportError:  # an emulator from before the one-write protocol (a before/after run)
             http = "auto"
         else:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from emulator.testing import stop_process
+from emulator.runtime.testing import stop_process
 
 HOST = "127.0.0.1"
 AUTH = {"Authorization": "Key bench:secret"}
@@ -101,7 +101,7 @@ def refused() -> str:
 
 async def delivery_throughput(receiver_url: str, count: int, senders: int) -> tuple[float, list[float]]:
     """Deliver ``count`` webhooks through the dispatcher alone; return webhooks/s and each attempt's latency."""
-    from emulator.clock import SystemClock
+    from emulator.core.clock import SystemClock
     from emulator.webhooks import Delivery, Dispatcher, KeyRing
 
     with tempfile.TemporaryDirectory(prefix="bench-keys-") as keys:

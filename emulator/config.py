@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emulator.spec import DEFAULT_SPEC_PATH
+from emulator.core.spec import DEFAULT_SPEC_PATH
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 

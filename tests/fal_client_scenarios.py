@@ -18,7 +18,7 @@ from typing import Any
 import fal_client
 import httpx
 
-from emulator.client import point_fal_client
+from emulator.runtime.client import point_fal_client
 
 APP = "fal-ai/any-llm"
 VISION = "fal-ai/any-llm/vision"

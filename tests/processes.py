@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator.testing import stop_process, wait_ready
+from emulator.runtime.testing import stop_process, wait_ready
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

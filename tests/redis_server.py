@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from emulator.testing import stop_process
+from emulator.runtime.testing import stop_process
 from tests.servers import free_port
 
 READY_SECONDS = 15.0

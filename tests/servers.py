@@ -1,4 +1,4 @@
-"""The emulator on a real socket in a background thread (see ``emulator.testing``)."""
+"""The emulator on a real socket in a background thread (see ``emulator.runtime.testing``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterator
 
 from emulator import Settings
-from emulator.testing import ServerThread, serve_in_thread
+from emulator.runtime.testing import ServerThread, serve_in_thread
 
 RunningServer = ServerThread
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator.cli import build_parser, main, settings_from
 from emulator.config import Settings, SettingsError
+from emulator.runtime.cli import build_parser, main, settings_from
 
 
 def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from emulator.clock import ManualClock, SystemClock
+from emulator.core.clock import ManualClock, SystemClock
 
 pytestmark = pytest.mark.anyio
 

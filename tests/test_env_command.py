@@ -7,8 +7,8 @@ from pathlib import Path
 import fal_client.client
 import pytest
 
-from emulator.cli import main
-from emulator.client import point_fal_client
+from emulator.runtime.cli import main
+from emulator.runtime.client import point_fal_client
 from tests.processes import parse_exports
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.faults import Fault, FaultError, Faults, Rule
+from emulator.core.faults import Fault, FaultError, Faults, Rule
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from emulator import Emulator, ManualClock, Settings, create_app
-from emulator.surfaces.front import QueueFront
+from emulator.http.front import QueueFront
 from tests.conftest import AUTH
 
 pytestmark = pytest.mark.anyio

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from emulator import Emulator, ManualClock, Settings, create_app
-from emulator.images import ImageUrlCheck, looks_like_image
-from emulator.storage import Storage
+from emulator.core.images import ImageUrlCheck, looks_like_image
+from emulator.core.storage import Storage
 from tests.conftest import AUTH
 
 PNG = base64.b64decode(

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from emulator.config import BUILTIN_FIXTURES
-from emulator.fixture_files import FixtureError, load_fixtures
-from emulator.outputs import Outputs, split_tokens
+from emulator.core.fixture_files import FixtureError, load_fixtures
+from emulator.core.outputs import Outputs, split_tokens
 
 FIXTURE_FILE = """
 fixtures:

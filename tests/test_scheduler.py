@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from emulator import Emulator, ManualClock, Settings
-from emulator.models import Priority, State
-from emulator.scheduler import CancelResult, Scheduler, Submission
+from emulator.core.models import Priority, State
+from emulator.core.scheduler import CancelResult, Scheduler, Submission
 
 NS = "tenant"
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from emulator.spec import Spec
+from emulator.core.spec import Spec
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from emulator import Emulator, Settings
-from emulator.clock import ManualClock
-from emulator.models import RequestRecord, State
-from emulator.scheduler import Submission
+from emulator.core.clock import ManualClock
+from emulator.core.models import RequestRecord, State
+from emulator.core.scheduler import Submission
 from emulator.store import StoreError, open_store
 from emulator.store.sqlite import SqliteStore
 from tests.processes import emulator_process

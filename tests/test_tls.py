@@ -15,7 +15,7 @@ import httpx
 import pytest
 from cryptography import x509
 
-from emulator.tls import ensure_certificates, server_names
+from emulator.runtime.tls import ensure_certificates, server_names
 from tests.processes import emulator_process, run_scenario
 
 

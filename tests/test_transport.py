@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator.serving import http_protocol
-from emulator.transport import CoalescingHttpToolsProtocol, _CoalescingTransport
+from emulator.http.transport import CoalescingHttpToolsProtocol, _CoalescingTransport
+from emulator.runtime.serving import http_protocol
 from tests.conftest import AUTH
 from tests.servers import RunningServer
 

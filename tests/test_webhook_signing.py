@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from emulator.models import CANCELLED, REQUEST_TIMEOUT, Failure, RequestRecord, State
+from emulator.core.models import CANCELLED, REQUEST_TIMEOUT, Failure, RequestRecord, State
 from emulator.webhooks import KeyFileError, KeyRing, WebhookVerificationError, check, verify, webhook_body
 from emulator.webhooks.keys import KEY_FILE, MAX_KEYS
 from emulator.webhooks.payload import PAYLOAD_ERROR

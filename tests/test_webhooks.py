@@ -17,8 +17,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from emulator import Emulator, ManualClock, Settings, SystemClock, create_app
-from emulator.cli import build_parser, settings_from
 from emulator.config import SettingsError
+from emulator.runtime.cli import build_parser, settings_from
 from emulator.webhooks import Delivery, Dispatcher, KeyRing, Outcome, check, verify
 from emulator.webhooks.model import FAL_DELAYS, HOLD_SECONDS, STALE_BY
 from tests.conftest import AUTH

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Iterator
 from typing import Protocol
 
-from emulator.models import RequestRecord
+from emulator.core.models import RequestRecord
 
 
 class StoreError(RuntimeError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from emulator.models import JSON, Failure, LogLine, Plan, Priority, RequestRecord, State
+from emulator.core.models import JSON, Failure, LogLine, Plan, Priority, RequestRecord, State
 
 
 def _failure_json(failure: Failure | None) -> JSON | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Iterator
 
-from emulator.models import RequestRecord
+from emulator.core.models import RequestRecord
 from emulator.store.base import SharedQueue
 
 

@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from emulator.models import RequestRecord, State
+from emulator.core.models import RequestRecord, State
 from emulator.store import redis_scripts as scripts
 from emulator.store.base import Runners, SharedQueue, StoreError
 from emulator.store.codec import decode, encode

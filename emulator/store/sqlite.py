@@ -17,7 +17,7 @@ import threading
 from collections.abc import Awaitable
 from pathlib import Path
 
-from emulator.models import RequestRecord
+from emulator.core.models import RequestRecord
 from emulator.store.base import StoreError
 from emulator.store.codec import decode, encode
 from emulator.store.memory import MemoryStore

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from emulator.clock import Clock, TimerHandle
+from emulator.core.clock import Clock, TimerHandle
 from emulator.webhooks.keys import KeyFileError, KeyRing
 from emulator.webhooks.model import HOLD_SECONDS, STALE_BY, Attempt, Delivery, Mode, Outcome, RetryPolicy
 from emulator.webhooks.signing import SIGNATURE, signature_headers

@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from emulator.models import JSON
+from emulator.core.models import JSON
 from emulator.webhooks.signing import b64url, b64url_decode
 
 KEY_FILE = "webhook-keys.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from emulator.models import JSON
+from emulator.core.models import JSON
 
 # Gaps between fal's 10 attempts, "in the span of 2 hours": each about double the last,
 # 7,125 s (1 h 58 min) from the first attempt to the last.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from emulator.models import JSON, RequestRecord
+from emulator.core.models import JSON, RequestRecord
 
 # fal's wording when an app's output is not valid JSON; the queue result still holds it.
 PAYLOAD_ERROR = (

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from emulator.clock import Clock
-from emulator.models import JSON, RequestRecord
+from emulator.core.clock import Clock
+from emulator.core.models import JSON, RequestRecord
 from emulator.webhooks.delivery import Dispatcher
 from emulator.webhooks.keys import KEY_FILE, KeyRing, SigningKey
 from emulator.webhooks.model import Attempt, Delivery, Mode, RetryPolicy

@@ -1,0 +1,1 @@
+"""The framework-free core: clock, records, scheduler, outputs, faults, journal, spec. No HTTP here."""

@@ -1,0 +1,138 @@
+"""The journal: every request the emulator received, bounded so it cannot exhaust memory."""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.core.models import JSON
+
+SECRET_HEADERS = frozenset({"authorization", "x-fal-key", "cookie", "proxy-authorization", "x-emulator-token"})
+
+
+def mask(name: str, value: str) -> str:
+    """Hide secrets but keep what identifies the caller: ``Key id:secret`` → ``Key id:***``."""
+    if name.lower() not in SECRET_HEADERS:
+        return value
+    scheme, _, credentials = value.partition(" ")
+    if scheme.lower() == "key" and ":" in credentials:
+        return f"{scheme} {credentials.split(':', 1)[0]}:***"
+    return f"{scheme} ***" if credentials else "***"
+
+
+@dataclass(slots=True)
+class Entry:
+    """One request and the answer it got."""
+
+    seq: int
+    time: float
+    namespace: str
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: str
+    body_truncated: bool
+    status: int | None = None
+    duration_ms: float | None = None
+    request_id: str | None = None
+
+    def as_json(self) -> JSON:
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "namespace": self.namespace,
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": self.headers,
+            "body": self.body,
+            "body_truncated": self.body_truncated,
+            "status": self.status,
+            "duration_ms": self.duration_ms,
+            "request_id": self.request_id,
+        }
+
+
+@dataclass
+class Journal:
+    """A ring of the last ``max_entries`` requests, each body kept up to ``max_body_bytes``."""
+
+    max_entries: int = 1000
+    max_body_bytes: int = 4096
+    _entries: deque[Entry] = field(init=False)
+    _seq: Iterator[int] = field(init=False, default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        self._entries = deque(maxlen=max(0, self.max_entries))
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_entries > 0
+
+    def record(
+        self,
+        *,
+        time: float,
+        namespace: str,
+        method: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Entry:
+        kept = body[: self.max_body_bytes]
+        entry = Entry(
+            seq=next(self._seq),
+            time=time,
+            namespace=namespace,
+            method=method,
+            path=path,
+            query=query,
+            headers={name: mask(name, value) for name, value in headers.items()},
+            body=kept.decode("utf-8", errors="replace"),
+            body_truncated=len(body) > len(kept),
+        )
+        self._entries.append(entry)
+        return entry
+
+    def entries(
+        self,
+        *,
+        namespace: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+    ) -> list[Entry]:
+        """Entries oldest first, filtered; ``path`` matches a substring, ``since`` a sequence number."""
+        found = [
+            e
+            for e in self._entries
+            if (namespace is None or e.namespace == namespace)
+            and (method is None or e.method == method.upper())
+            and (path is None or path in e.path)
+            and (status is None or e.status == status)
+            and (request_id is None or e.request_id == request_id or request_id in e.path)
+            and (since is None or e.seq > since)
+        ]
+        return found[-limit:] if limit else found
+
+    def clear(self, namespace: str | None = None) -> None:
+        if namespace is None:
+            self._entries.clear()
+            return
+        kept = [e for e in self._entries if e.namespace != namespace]
+        self._entries.clear()
+        self._entries.extend(kept)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def describe(self) -> dict[str, Any]:
+        return {"size": len(self._entries), "max_entries": self.max_entries, "max_body_bytes": self.max_body_bytes}

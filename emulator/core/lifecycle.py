@@ -1,0 +1,100 @@
+"""Timing profiles and the plan of one run: pure functions of the input and the answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from emulator.core.models import Plan
+from emulator.core.outputs import Answer, split_tokens
+
+# Premium models cost ten times the standard rate (the seed document's list).
+PREMIUM_MODELS = frozenset(
+    {"anthropic/claude-3.5-sonnet", "anthropic/claude-3-5-haiku", "google/gemini-pro-1.5", "openai/gpt-4o"}
+)
+
+# Tokens per second by model family, for the realistic profile: rough public figures,
+# enough to make a fast model look faster than a large one in a demo.
+_TOKEN_RATES = {
+    "google/gemini-flash-1.5-8b": 260.0,
+    "google/gemini-flash-1.5": 180.0,
+    "google/gemini-pro-1.5": 70.0,
+    "anthropic/claude-3-haiku": 130.0,
+    "anthropic/claude-3-5-haiku": 110.0,
+    "anthropic/claude-3.5-sonnet": 60.0,
+    "meta-llama/llama-3.2-1b-instruct": 320.0,
+    "meta-llama/llama-3.2-3b-instruct": 260.0,
+    "meta-llama/llama-3.1-8b-instruct": 200.0,
+    "meta-llama/llama-3.1-70b-instruct": 80.0,
+    "openai/gpt-4o-mini": 110.0,
+    "openai/gpt-4o": 75.0,
+}
+_DEFAULT_RATE = 100.0
+
+
+def billable_units(model: str | None) -> int:
+    """Units charged for one request: ten for a premium model, else one."""
+    return 10 if model in PREMIUM_MODELS else 1
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """How long things take: queue wait before a free runner starts, first token, token rate."""
+
+    name: str
+    queue_wait: float
+    first_token_after: float
+    rate_scale: float  # 0 means every token is ready at once
+
+    def tokens_per_second(self, model: str | None) -> float:
+        return _TOKEN_RATES.get(model or "", _DEFAULT_RATE) * self.rate_scale
+
+
+PROFILES = {
+    "instant": Profile("instant", queue_wait=0.0, first_token_after=0.0, rate_scale=0.0),
+    "realistic": Profile("realistic", queue_wait=0.25, first_token_after=0.4, rate_scale=1.0),
+}
+
+
+def queue_wait(answer: Answer, profile: Profile) -> float:
+    """How long a request waits for a free runner to pick it up."""
+    if answer.timing is not None and answer.timing.queue_wait is not None:
+        return answer.timing.queue_wait
+    return profile.queue_wait
+
+
+def make_plan(answer: Answer, profile: Profile, model: str | None) -> Plan:
+    """Lay out one run: when each token appears, which log lines are written when, how it ends.
+
+    A failing answer with text streams that text and then fails (a runner lost mid-way); a
+    failing answer without text fails before the first token (the input was refused).
+    """
+    tokens = split_tokens(answer.text) if answer.text else ()
+    timing = answer.timing
+    rate = profile.tokens_per_second(model)
+    if timing is not None and timing.tokens_per_second is not None:
+        rate = timing.tokens_per_second
+    per_token = 0.0 if rate <= 0 else 1.0 / rate
+    first = profile.first_token_after
+    if timing is not None and timing.first_token_after is not None:
+        first = timing.first_token_after
+    duration = first + per_token * len(tokens) if tokens or answer.failure is None else first
+    logs: list[tuple[float, str, str]] = [(0.0, "INFO", f"Running {model or 'default model'} through OpenRouter")]
+    extra = answer.logs
+    for index, (message, level) in enumerate(extra):
+        logs.append((duration * (index + 1) / (len(extra) + 1), level, message))
+    if tokens:
+        logs.append((first, "INFO", "Receiving tokens"))
+    if answer.failure is None:
+        logs.append((duration, "INFO", f"Generated {len(tokens)} tokens in {duration:.2f}s"))
+    else:
+        logs.append((duration, "ERROR", answer.failure.message))
+    logs.sort(key=lambda entry: entry[0])
+    output = answer.output() if answer.failure is None else {}
+    return Plan(
+        tokens=tokens,
+        first_token_after=first,
+        seconds_per_token=per_token,
+        output=output,
+        failure=answer.failure,
+        logs=tuple(logs),
+    )

@@ -1,0 +1,255 @@
+"""What a request answers: fixtures first, deterministic generated text otherwise."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from faker import Faker
+
+from emulator.core.fixture_files import Fixture, Timing
+from emulator.core.models import JSON, Failure
+
+__all__ = ["Answer", "Outputs", "split_tokens"]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What one request produces: text (or a failure), optional reasoning, logs, timing, faults."""
+
+    text: str
+    reasoning: str | None = None
+    logs: tuple[tuple[str, str], ...] = ()
+    failure: Failure | None = None
+    fixture: str | None = None
+    timing: Timing | None = None
+    faults: tuple[JSON, ...] = ()
+
+    def output(self, text: str | None = None, *, partial: bool = False) -> JSON:
+        """The any-llm output object, optionally for a prefix of the text."""
+        body: JSON = {"output": self.text if text is None else text, "partial": partial, "error": None}
+        if self.reasoning is not None:
+            body["reasoning"] = self.reasoning
+        return body
+
+
+_FIELD = re.compile(r"\{(prompt|system_prompt|model|endpoint)\}")
+
+
+def _substitute(template: str, endpoint: str, inputs: Mapping[str, Any]) -> str:
+    def field_value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        value = endpoint if name == "endpoint" else inputs.get(name)
+        return "" if value is None else str(value)
+
+    return _FIELD.sub(field_value, template)
+
+
+# Every run splits its text; generated texts repeat with their prompts, so keep recent splits.
+@functools.lru_cache(maxsize=1024)
+def split_tokens(text: str) -> tuple[str, ...]:
+    """Split text into stream tokens (a word and the space before it) that join back to it."""
+    tokens = _TOKEN.findall(text)
+    tail = text[sum(map(len, tokens)) :]
+    if tail:
+        if tokens:
+            tokens[-1] += tail
+        else:
+            tokens = [tail]
+    return tuple(tokens)
+
+
+_TEXTS_KEPT = 4096
+
+
+def _seed_key(fields: list[Any]) -> str:
+    return json.dumps(fields, sort_keys=True)
+
+
+_TOKEN = re.compile(r"\s*\S+")
+
+# A check of an input when its run starts (say, that its image URLs load): a failure ends the run.
+InputCheck = Callable[[str, Mapping[str, Any]], Failure | None]
+
+
+@dataclass
+class Outputs:
+    """Chooses the answer for an input: the first matching fixture, else generated text."""
+
+    fixtures: list[Fixture] = field(default_factory=list)
+    seed: int | None = None
+    default_length: tuple[int, int] = (40, 120)
+    checks: list[InputCheck] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._faker = Faker("en_US")
+        self._calls: dict[tuple[str, str], int] = {}
+        # Generated texts by everything that decides them: Faker is slow and tests repeat prompts.
+        self._texts: dict[tuple[Any, ...], str] = {}
+
+    def find(self, endpoint: str, inputs: Mapping[str, Any]) -> Fixture | None:
+        for fixture in self.fixtures:
+            if fixture.matches(endpoint, inputs):
+                return fixture
+        return None
+
+    def answer(self, endpoint: str, inputs: Mapping[str, Any], namespace: str = "") -> Answer:
+        """The answer for an input; a fixture with outcomes gives the next one for this namespace."""
+        # Input checks first, so a refused input does not use up one of a fixture's outcomes.
+        for check in self.checks:
+            failure = check(endpoint, inputs)
+            if failure is not None:
+                return Answer("", failure=failure)
+        fixture = self.find(endpoint, inputs)
+        wants_reasoning = bool(inputs.get("reasoning"))
+        if fixture is None:
+            return Answer(
+                text=self._generate(endpoint, inputs),
+                reasoning=self._generate(endpoint, inputs, words=24, salt="reasoning") if wants_reasoning else None,
+            )
+        key = (namespace, fixture.name)
+        calls = self._calls.get(key, 0)
+        self._calls[key] = calls + 1
+        outcome = fixture.outcomes[min(calls, len(fixture.outcomes) - 1)]
+        reasoning = None
+        if wants_reasoning and outcome.reasoning is not None:
+            reasoning = _substitute(outcome.reasoning, endpoint, inputs)
+        elif wants_reasoning:
+            reasoning = self._generate(endpoint, inputs, words=24, salt="reasoning")
+        if outcome.output is not None:
+            text = _substitute(outcome.output, endpoint, inputs)
+        elif outcome.error is not None:
+            text = ""
+        else:
+            text = self._generate(endpoint, inputs)
+        return Answer(text, reasoning, fixture.logs, outcome.error, fixture.name, fixture.timing, outcome.faults)
+
+    def reset_counts(self, namespace: str | None = None) -> None:
+        """Start every fixture's outcome sequence again (for one namespace, or all)."""
+        if namespace is None:
+            self._calls.clear()
+        else:
+            for key in [k for k in self._calls if k[0] == namespace]:
+                del self._calls[key]
+
+    def _generate(self, endpoint: str, inputs: Mapping[str, Any], *, words: int | None = None, salt: str = "") -> str:
+        fields = [self.seed, salt, endpoint, inputs.get("model"), inputs.get("prompt"), inputs.get("system_prompt")]
+        # The text is a pure function of these (Faker is reseeded for every text). Types are part
+        # of the memo's key because 1, 1.0 and True are one key in a dict but differ in the seed.
+        max_tokens = inputs.get("max_tokens")
+        memo: tuple[Any, ...] = (*((type(v), v) for v in [*fields, max_tokens]), words, self.default_length)
+        try:
+            text = self._texts.get(memo)
+        except TypeError:  # an unhashable field (a list, say): no memo
+            return self._write(_seed_key(fields), inputs, words)
+        if text is None:
+            text = self._write(_seed_key(fields), inputs, words)
+            if len(self._texts) >= _TEXTS_KEPT:
+                del self._texts[next(iter(self._texts))]  # oldest first
+            self._texts[memo] = text
+        return text
+
+    def _write(self, key: str, inputs: Mapping[str, Any], words: int | None) -> str:
+        seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+        faker = self._faker
+        faker.seed_instance(seed)
+        if words is None:
+            low, high = self.default_length
+            words = low + seed % (high - low + 1)
+            max_tokens = inputs.get("max_tokens")
+            if isinstance(max_tokens, int) and max_tokens > 0:
+                words = min(words, max_tokens)
+        topic = _topic(inputs.get("prompt"))
+        order = faker.random.sample(_SENTENCES, len(_SENTENCES))
+        parts: list[str] = []
+        count = 0
+        while count < words:
+            template = order[len(parts) % len(order)]
+            sentence = template.format(
+                topic=topic,
+                bs=faker.bs(),
+                bs2=faker.bs(),
+                catch=faker.catch_phrase().lower(),
+                job=faker.job().split(",")[0].lower(),
+            )
+            sentence = sentence[0].upper() + sentence[1:]
+            sentence_words = sentence.split()
+            if count + len(sentence_words) > words:
+                sentence_words = sentence_words[: words - count]
+                sentence = " ".join(sentence_words).rstrip(".,:;") + "."
+            parts.append(sentence)
+            count += len(sentence_words)
+        return " ".join(parts)
+
+
+# Sentence shapes for generated answers: Faker fills the business-speak, the prompt gives
+# the topic, so the text reads as fluent (if bland) English and tracks the question.
+_SENTENCES = (
+    "When it comes to {topic}, the most useful first step is to {bs}.",
+    "A careful answer depends on context, but most people would {bs}.",
+    "In practice, a {catch} helps teams {bs}.",
+    "Ask any {job} and they will tell you to {bs} before anything else.",
+    "It is worth remembering that {topic} rarely has a single right answer.",
+    "One approach is to {bs} and then {bs2}.",
+    "The trade-off is usually between speed and care: a {catch} versus a slower, deliberate plan.",
+    "If you want the short version: {bs}, measure the result, and adjust.",
+    "Thinking about {topic} this way makes it easier to {bs}.",
+    "Over time, the goal is to {bs2} without losing sight of {topic}.",
+)
+
+
+_LEADING_FILLER = frozenset(
+    [
+        "what",
+        "how",
+        "why",
+        "who",
+        "when",
+        "where",
+        "which",
+        "is",
+        "are",
+        "was",
+        "were",
+        "do",
+        "does",
+        "did",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "i",
+        "you",
+        "we",
+        "me",
+        "my",
+        "your",
+        "our",
+        "the",
+        "a",
+        "an",
+        "to",
+        "of",
+        "please",
+        "tell",
+        "explain",
+        "describe",
+        "give",
+    ]
+)
+
+
+def _topic(prompt: Any) -> str:
+    """A few words of the prompt's first question, without the leading question words."""
+    if not isinstance(prompt, str):
+        return "this question"
+    words = [w.lower() for w in re.findall(r"[\w'-]+", re.split(r"[?.!\n]", prompt)[0])]
+    while words and words[0] in _LEADING_FILLER:
+        words.pop(0)
+    return " ".join(words[:6]) or "this question"

@@ -1,0 +1,330 @@
+"""openapi.yaml, loaded once: the operations it declares and request validation against it.
+
+The emulator has no other copy of the API's schemas: which endpoints exist, their
+inputs, defaults and parameters all come from this document. Errors are reported the
+way fal's FastAPI apps report them (``{"detail": [{"loc", "msg", "type", ...}]}``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import jsonschema_rs
+import yaml
+
+from emulator.core.models import JSON
+
+DEFAULT_SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+
+ErrorDetail = dict[str, Any]
+
+_MISSING = object()
+_PARAM_LOCATIONS = {"query", "header", "path"}
+
+
+def _resolve(node: Any, root: JSON) -> Any:
+    """Inline local ``$ref``s and turn OpenAPI 3.0 ``nullable`` into JSON Schema."""
+    if isinstance(node, list):
+        return [_resolve(item, root) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target: Any = root
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        return _resolve(target, root)
+    resolved = {key: _resolve(value, root) for key, value in node.items()}
+    if resolved.pop("nullable", False) and "type" in resolved:
+        resolved["type"] = [resolved["type"], "null"]
+    for bound in ("Minimum", "Maximum"):
+        # OpenAPI 3.0 writes an exclusive bound as a flag beside the bound itself.
+        if resolved.get("exclusive" + bound) is True:
+            resolved["exclusive" + bound] = resolved.pop(bound.lower())
+        elif resolved.get("exclusive" + bound) is False:
+            del resolved["exclusive" + bound]
+    return resolved
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A query, header or path parameter and its compiled schema."""
+
+    name: str
+    location: str
+    required: bool
+    schema: JSON
+    validator: jsonschema.protocols.Validator
+
+    def coerce(self, raw: str) -> Any:
+        """Turn the raw string into the schema's type, FastAPI-style; raise ValueError if it cannot be."""
+        kind = self.schema.get("type")
+        if kind == "integer":
+            if not re.fullmatch(r"[+-]?\d+", raw.strip()):
+                raise ValueError("int_parsing")
+            return int(raw)
+        if kind == "number":
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError("finite_number")
+            return value
+        if kind == "boolean":
+            lowered = raw.strip().lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise ValueError("bool_parsing")
+        return raw
+
+
+_PARSING_MESSAGES = {
+    "int_parsing": "Input should be a valid integer, unable to parse string as an integer",
+    "float_parsing": "Input should be a valid number, unable to parse string as a number",
+    "finite_number": "Input should be a finite number",
+    "bool_parsing": "Input should be a valid boolean, unable to interpret input",
+}
+
+
+@dataclass
+class Operation:
+    """One operation of the document, indexed by its ``x-emulator-action``."""
+
+    action: str
+    method: str
+    path: str
+    endpoint: str | None
+    parameters: list[Parameter]
+    body_schema: JSON | None
+    body_validator: jsonschema.protocols.Validator | None = field(default=None, repr=False)
+    # A compiled check for the common, valid body; only a body it refuses goes through
+    # ``body_validator``, whose errors become the FastAPI-style details.
+    body_is_valid: Callable[[Any], bool] | None = field(default=None, repr=False)
+
+    @cached_property
+    def body_defaults(self) -> JSON:
+        if not self.body_schema:
+            return {}
+        props = self.body_schema.get("properties", {})
+        return {name: prop["default"] for name, prop in props.items() if "default" in prop}
+
+    def validate_parameters(
+        self, query: Mapping[str, str], headers: Mapping[str, str]
+    ) -> tuple[JSON, list[ErrorDetail]]:
+        """Coerce and check query and header parameters; return values by name and errors."""
+        values: JSON = {}
+        errors: list[ErrorDetail] = []
+        for param in self.parameters:
+            if param.location == "path":
+                continue
+            source = query if param.location == "query" else headers
+            raw = source.get(param.name, _MISSING)
+            loc: list[str | int] = [param.location, param.name]
+            if raw is _MISSING:
+                if param.required:
+                    errors.append({"loc": loc, "msg": "Field required", "type": "missing", "input": None})
+                continue
+            assert isinstance(raw, str)
+            try:
+                value = param.coerce(raw)
+            except ValueError as exc:
+                kind = str(exc) if str(exc) in _PARSING_MESSAGES else "float_parsing"
+                errors.append({"loc": loc, "msg": _PARSING_MESSAGES[kind], "type": kind, "input": raw})
+                continue
+            found = [_detail(e, loc) for e in param.validator.iter_errors(value)]
+            if found:
+                errors.extend(found)
+            else:
+                values[param.name] = value
+        return values, errors
+
+    def validate_body(self, raw: bytes) -> tuple[JSON, list[ErrorDetail]]:
+        """Parse and check a JSON body; return it with schema defaults filled in, and errors."""
+        if self.body_validator is None:
+            return {}, []
+        try:
+            data = json.loads(raw) if raw.strip() else _MISSING
+        except (ValueError, UnicodeDecodeError) as exc:
+            position = getattr(exc, "pos", 0)
+            reason = getattr(exc, "msg", str(exc))
+            return {}, [
+                {
+                    "loc": ["body", position],
+                    "msg": "JSON decode error",
+                    "type": "json_invalid",
+                    "input": {},
+                    "ctx": {"error": reason},
+                }
+            ]
+        if data is _MISSING:
+            return {}, [{"loc": ["body"], "msg": "Field required", "type": "missing", "input": None}]
+        if not isinstance(data, dict):
+            return {}, [
+                {
+                    "loc": ["body"],
+                    "msg": "Input should be a valid dictionary or object to extract fields from",
+                    "type": "model_attributes_type",
+                    "input": data,
+                }
+            ]
+        errors: list[ErrorDetail] = []
+        if not _passes(self.body_is_valid, data):
+            errors = [_detail(error, ["body"]) for error in self.body_validator.iter_errors(data)]
+        if errors:
+            errors.sort(key=lambda e: [str(part) for part in e["loc"]])
+            return data, errors
+        for name, default in self.body_defaults.items():
+            if name not in data:
+                # Scalars are immutable: only a list or object default needs its own copy.
+                data[name] = copy.deepcopy(default) if isinstance(default, (list, dict)) else default
+        return data, []
+
+
+_TYPE_ERRORS = {
+    "string": ("Input should be a valid string", "string_type"),
+    "integer": ("Input should be a valid integer", "int_type"),
+    "number": ("Input should be a valid number", "float_type"),
+    "boolean": ("Input should be a valid boolean", "bool_type"),
+    "array": ("Input should be a valid list", "list_type"),
+    "object": ("Input should be a valid dictionary", "dict_type"),
+}
+
+
+def _expected(values: list[Any]) -> str:
+    quoted = [repr(v) if isinstance(v, str) else json.dumps(v) for v in values]
+    if len(quoted) == 1:
+        return quoted[0]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _detail(error: jsonschema.ValidationError, prefix: list[str | int]) -> ErrorDetail:
+    """One jsonschema error as a FastAPI/pydantic error entry."""
+    loc: list[str | int] = [*prefix, *error.absolute_path]
+    kind = str(error.validator)
+    value: Any = error.validator_value
+    detail: ErrorDetail
+    if kind == "required":
+        missing = re.match(r"'(.*)' is a required property", error.message)
+        name = missing.group(1) if missing else str(error.message)
+        return {"loc": [*loc, name], "msg": "Field required", "type": "missing", "input": error.instance}
+    if kind == "type":
+        wanted = value[0] if isinstance(value, list) else value
+        msg, code = _TYPE_ERRORS.get(wanted, (error.message, "type_error"))
+        detail = {"loc": loc, "msg": msg, "type": code}
+    elif kind == "enum":
+        expected = _expected(list(value))
+        detail = {"loc": loc, "msg": f"Input should be {expected}", "type": "enum", "ctx": {"expected": expected}}
+    elif kind in ("minimum", "maximum"):
+        word, code = ("greater", "greater_than_equal") if kind == "minimum" else ("less", "less_than_equal")
+        detail = {
+            "loc": loc,
+            "msg": f"Input should be {word} than or equal to {value}",
+            "type": code,
+            "ctx": {"ge" if kind == "minimum" else "le": value},
+        }
+    elif kind in ("exclusiveMinimum", "exclusiveMaximum"):
+        word, code = ("greater", "greater_than") if kind == "exclusiveMinimum" else ("less", "less_than")
+        detail = {
+            "loc": loc,
+            "msg": f"Input should be {word} than {value}",
+            "type": code,
+            "ctx": {"gt" if kind == "exclusiveMinimum" else "lt": value},
+        }
+    elif kind == "minLength":
+        detail = {"loc": loc, "msg": f"String should have at least {value} characters", "type": "string_too_short"}
+    elif kind == "maxLength":
+        detail = {"loc": loc, "msg": f"String should have at most {value} characters", "type": "string_too_long"}
+    elif kind == "minItems":
+        detail = {"loc": loc, "msg": f"List should have at least {value} items", "type": "too_short"}
+    elif kind == "maxItems":
+        detail = {"loc": loc, "msg": f"List should have at most {value} items", "type": "too_long"}
+    elif kind == "pattern":
+        detail = {"loc": loc, "msg": f"String should match pattern '{value}'", "type": "string_pattern_mismatch"}
+    else:
+        detail = {"loc": loc, "msg": error.message, "type": "value_error"}
+    detail["input"] = error.instance
+    return detail
+
+
+def _fast_check(schema: JSON) -> Callable[[Any], bool] | None:
+    """jsonschema-rs's check of the same Draft 7 schema (formats not asserted, as jsonschema's default)."""
+    try:
+        validator = jsonschema_rs.Draft7Validator(schema, validate_formats=False)
+    except Exception:  # a schema it cannot compile: jsonschema alone decides
+        return None
+    return validator.is_valid
+
+
+def _passes(check: Callable[[Any], bool] | None, data: Any) -> bool:
+    if check is None:
+        return False
+    try:
+        return check(data)
+    except Exception:  # a value it cannot take (a NaN, a huge number): jsonschema decides
+        return False
+
+
+class Spec:
+    """The loaded document and its operations by action and endpoint."""
+
+    def __init__(self, document: JSON, source_text: str) -> None:
+        self.document = document
+        self.source_text = source_text
+        self.json_text = json.dumps(document, separators=(",", ":"))
+        self._operations: dict[tuple[str, str | None], Operation] = {}
+        for path, item in document["paths"].items():
+            for method, raw in item.items():
+                if not isinstance(raw, dict) or "x-emulator-action" not in raw:
+                    continue
+                op = self._compile(path, method, raw)
+                self._operations.setdefault((op.action, op.endpoint), op)
+        self.endpoints: frozenset[str] = frozenset(
+            endpoint for (action, endpoint) in self._operations if action == "submit" and endpoint
+        )
+        self.app_ids: frozenset[str] = frozenset("/".join(e.split("/")[:2]) for e in self.endpoints)
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_SPEC_PATH) -> Spec:
+        text = path.read_text(encoding="utf-8")
+        return cls(yaml.safe_load(text), text)
+
+    def _compile(self, path: str, method: str, raw: JSON) -> Operation:
+        op = _resolve(raw, self.document)
+        parameters = []
+        for param in op.get("parameters", []):
+            schema = param.get("schema", {})
+            parameters.append(
+                Parameter(
+                    name=param["name"] if param["in"] != "header" else param["name"].lower(),
+                    location=param["in"],
+                    required=bool(param.get("required")),
+                    schema=schema,
+                    validator=jsonschema.Draft7Validator(schema),
+                )
+            )
+        body_schema = None
+        body = op.get("requestBody")
+        if body:
+            body_schema = body["content"]["application/json"]["schema"]
+        return Operation(
+            action=op["x-emulator-action"],
+            method=method.upper(),
+            path=path,
+            endpoint=op.get("x-emulator-endpoint"),
+            parameters=parameters,
+            body_schema=body_schema,
+            body_validator=jsonschema.Draft7Validator(body_schema) if body_schema else None,
+            body_is_valid=_fast_check(body_schema) if body_schema else None,
+        )
+
+    def operation(self, action: str, endpoint: str | None = None) -> Operation | None:
+        """The operation for an action (``submit``, ``status``, ...), per endpoint where it has one."""
+        return self._operations.get((action, endpoint))

@@ -1,0 +1,1 @@
+"""The HTTP side: the ASGI app, its plumbing, and the routes of each surface (``routes/``)."""

@@ -1,0 +1,93 @@
+"""The ASGI application: the surfaces mounted over one core."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
+
+from emulator.config import Settings
+from emulator.core.clock import Clock
+from emulator.core.service import Emulator
+from emulator.http.dispatch import FalHosts
+from emulator.http.errors import http_error, server_error
+from emulator.http.front import ALL_METHODS as _ALL_METHODS
+from emulator.http.front import QueueFront, front_door
+from emulator.http.journal import JournalMiddleware
+from emulator.http.routes import cdn, control, queue, rest, run, webhooks
+from emulator.store import Store
+
+ALL_METHODS = list(_ALL_METHODS)
+
+
+async def openapi_yaml(request: Request) -> Response:
+    emulator: Emulator = request.app.state.emulator
+    return Response(emulator.spec.source_text, media_type="application/yaml")
+
+
+async def openapi_json(request: Request) -> Response:
+    emulator: Emulator = request.app.state.emulator
+    return Response(emulator.spec.json_text, media_type="application/json")
+
+
+class EmulatorApp(Starlette):
+    """Starlette, with the queue surface's hot path (``surfaces.front``) ahead of its stack."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        emulator: Emulator = self.state.emulator
+        front = QueueFront()
+        return front_door(super().build_middleware_stack(), JournalMiddleware(front, emulator=emulator), front)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    emulator: Emulator | None = None,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    http_client: httpx.AsyncClient | None = None,
+) -> Starlette:
+    """Build the app; the core can be passed in whole or in parts (a clock, a store, the webhook client)."""
+    if emulator is None:
+        emulator = Emulator.build(settings or Settings(), clock=clock, store=store, http_client=http_client)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await emulator.start()
+        try:
+            yield
+        finally:
+            await emulator.stop()
+
+    routes = [
+        Route("/openapi.yaml", openapi_yaml, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Mount("/_emulator", routes=control.routes + webhooks.control_routes),
+        *webhooks.rest_routes,
+        Mount("/run", routes=[Route("/{path:path}", run.handle, methods=ALL_METHODS)]),
+        # Storage, for the official clients' uploads: rest.fal.ai under /rest, v3.fal.media under /cdn.
+        Mount("/rest", routes=rest.routes + webhooks.rest_routes),
+        Mount("/cdn", routes=cdn.routes),
+        Route("/{path:path}", queue.handle, methods=ALL_METHODS),
+    ]
+    # FalHosts serves the JS proxy path and requests addressed to fal's own host names; it runs
+    # first, so the journal records the call as it was dispatched.
+    app = EmulatorApp(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(FalHosts), Middleware(JournalMiddleware, emulator=emulator)],
+        exception_handlers={HTTPException: http_error, 500: server_error},
+    )
+    app.state.emulator = emulator
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,74 @@
+"""ASGI middleware that writes every emulated-API call into the journal."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from emulator.core.auth import AuthError, namespace_for
+from emulator.core.service import Emulator
+
+
+class JournalMiddleware:
+    """Records method, path, masked headers, body, status and timing of each call.
+
+    Calls to the control API (``/_emulator/``) and the spec are left out: the journal is
+    about what a client under test sent to the emulated service.
+    """
+
+    def __init__(self, app: ASGIApp, emulator: Emulator) -> None:
+        self.app = app
+        self.emulator = emulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        journal = self.emulator.journal
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not journal.enabled or path.startswith(("/_emulator", "/openapi.")):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        cap = journal.max_body_bytes
+        chunks: list[bytes] = []
+        seen = 0
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+        async def receive_and_keep() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                body = message.get("body", b"")
+                if seen <= cap:
+                    chunks.append(body[: cap + 1 - seen])
+                seen += len(body)
+            return message
+
+        try:
+            namespace = namespace_for(headers.get("authorization"), required=False)
+        except AuthError:
+            namespace = "(invalid key)"
+        entry = None
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal entry
+            if message["type"] == "http.response.start" and entry is None:
+                entry = journal.record(
+                    time=self.emulator.clock.now(),
+                    namespace=namespace,
+                    method=scope["method"],
+                    path=path,
+                    query=scope.get("query_string", b"").decode("latin-1"),
+                    headers=headers,
+                    body=b"".join(chunks),
+                )
+                entry.status = message["status"]
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"x-fal-request-id":
+                        entry.request_id = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive_and_keep, send_and_note)
+        finally:
+            if entry is not None:
+                entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,81 @@
+"""The rest surface (``rest.fal.ai``): where uploads start, and the CDN's upload tokens."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from emulator.http.common import (
+    HTTPProblem,
+    authenticate,
+    emulator_of,
+    json_response,
+    read_body,
+    validation_problem,
+)
+from emulator.http.hosts import urls_of
+
+
+async def _file_description(request: Request) -> tuple[str, str | None]:
+    """``content_type`` and ``file_name`` from an initiate body; 422 for anything else."""
+    raw = await read_body(request, emulator_of(request).settings.max_body_bytes)
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise validation_problem(
+            [{"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}]
+        ) from exc
+    if not isinstance(data, dict):
+        raise validation_problem([{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}])
+    errors = [
+        {"loc": ["body", name], "msg": "Input should be a valid string", "type": "string_type", "input": data[name]}
+        for name in ("content_type", "file_name")
+        if data.get(name) is not None and not isinstance(data[name], str)
+    ]
+    if errors:
+        raise validation_problem(errors)
+    return data.get("content_type") or "application/octet-stream", data.get("file_name")
+
+
+async def initiate(request: Request) -> Response:
+    """Reserve a file: an upload URL to PUT the bytes to and the URL the file will have."""
+    emulator = emulator_of(request)
+    try:
+        authenticate(request, emulator)
+        content_type, file_name = await _file_description(request)
+        multipart = request.url.path.endswith("/initiate-multipart")
+        upload = emulator.files.initiate(content_type, file_name, multipart=multipart)
+    except HTTPProblem as problem:
+        return problem.response()
+    cdn = urls_of(request).cdn
+    upload.url = f"{cdn}/files/{upload.key}"
+    return json_response({"upload_url": f"{cdn}/uploads/{upload.id}", "file_url": upload.url})
+
+
+async def auth_token(request: Request) -> Response:
+    """A token for ``POST {cdn}/files/upload``, with a timezone-aware expiry."""
+    emulator = emulator_of(request)
+    try:
+        authenticate(request, emulator)
+        await read_body(request, emulator.settings.max_body_bytes)
+    except HTTPProblem as problem:
+        return problem.response()
+    token = emulator.files.issue_token()
+    return json_response(
+        {
+            "token": token.token,
+            "token_type": token.token_type,
+            "base_url": urls_of(request).cdn,
+            "expires_at": token.expires_iso(),
+        }
+    )
+
+
+routes = [
+    Route("/storage/upload/initiate", initiate, methods=["POST"]),
+    Route("/storage/upload/initiate-multipart", initiate, methods=["POST"]),
+    Route("/storage/auth/token", auth_token, methods=["POST"]),
+]
