@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,8 +86,11 @@ class Settings:
         if problems:
             raise SettingsError("; ".join(problems))
 
-    def resolved_data_dir(self, environ: Mapping[str, str]) -> Path:
-        return self.data_dir if self.data_dir is not None else default_data_dir(environ)
+    def resolved_data_dir(self, environ: Mapping[str, str] | None = None) -> Path:
+        """The data directory: as set, or the environment's default (this process's, unless given)."""
+        if self.data_dir is not None:
+            return self.data_dir
+        return default_data_dir(os.environ if environ is None else environ)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -12,7 +12,7 @@ NS = "tenant"
 
 
 def submission(prompt: str = "Tell me about queues", **kwargs: object) -> Submission:
-    return Submission(endpoint="fal-ai/any-llm", app_id="fal-ai/any-llm", input={"prompt": prompt}, **kwargs)  # type: ignore[arg-type]
+    return Submission(endpoint="fal-ai/any-llm", input={"prompt": prompt}, **kwargs)  # type: ignore[arg-type]
 
 
 def make(runners: int = 2, profile: str = "realistic", seed: int | None = 1) -> tuple[Scheduler, ManualClock]:

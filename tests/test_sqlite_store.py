@@ -31,7 +31,7 @@ ENDPOINT = "fal-ai/any-llm"
 
 def submission(prompt: str, webhook: str | None = None) -> Submission:
     """A plain any-llm request, with a webhook if one is given."""
-    return Submission(ENDPOINT, ENDPOINT, {"prompt": prompt, "model": "google/gemini-flash-1.5"}, webhook_url=webhook)
+    return Submission(ENDPOINT, {"prompt": prompt, "model": "google/gemini-flash-1.5"}, webhook_url=webhook)
 
 
 def build(path: Path, clock: ManualClock) -> Emulator:
@@ -60,7 +60,8 @@ def test_records_survive_a_reopen(tmp_path: Path) -> None:
         emulator.scheduler.submit("ns", submission("three"))
         emulator.scheduler.complete(first)
         emulator.scheduler.cancel("ns", second.id)
-        pending = emulator.store.durable()
+        assert emulator.backend.durable is not None
+        pending = emulator.backend.durable.durable()
         assert pending is not None
         await pending
         before = sorted(emulator.store.records(), key=lambda r: r.seq)

@@ -7,6 +7,7 @@ random draws come from one seeded generator, so a chaos run with a seed repeats 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import random
@@ -192,6 +193,10 @@ class Rule:
             probability=float(probability),
         )
 
+    def bound(self, namespace: str, request_id: str) -> Rule:
+        """A copy of this rule for one request alone, with its own count of uses."""
+        return dataclasses.replace(self, namespace=namespace, request_id=request_id, id=next(_rule_ids))
+
     def describe(self) -> JSON:
         return {
             "id": self.id,
@@ -246,18 +251,34 @@ class Faults:
         endpoint: str | None = None,
         request_id: str | None = None,
         kinds: frozenset[str] = KINDS,
+        scoped: list[Rule] | None = None,
         scoped_only: bool = False,
     ) -> Fault | None:
         """The first rule that applies to this call, consuming one of its uses.
 
-        ``scoped_only`` looks only at rules for one request (those a fixture attached to it).
+        The shared rules come first, then ``scoped``: the rules of the one request the call
+        addresses (those a fixture attached to it), which live on its record. ``scoped_only``
+        looks at those alone.
         """
-        if not self.rules:
-            return None
-        for rule in self.rules:
+        if self.rules and not scoped_only:
+            fault = self._first(self.rules, action, namespace, endpoint, request_id, kinds)
+            if fault is not None:
+                return fault
+        if scoped:
+            return self._first(scoped, action, namespace, endpoint, request_id, kinds)
+        return None
+
+    def _first(
+        self,
+        rules: list[Rule],
+        action: str,
+        namespace: str,
+        endpoint: str | None,
+        request_id: str | None,
+        kinds: frozenset[str],
+    ) -> Fault | None:
+        for rule in rules:
             if action not in rule.actions or rule.fault.kind not in kinds:
-                continue
-            if scoped_only and rule.request_id is None:
                 continue
             if rule.namespace is not None and rule.namespace != namespace:
                 continue
@@ -270,7 +291,7 @@ class Faults:
             if rule.remaining is not None:
                 rule.remaining -= 1
                 if rule.remaining <= 0:
-                    self.rules.remove(rule)
+                    rules.remove(rule)
             return rule.fault
         return None
 

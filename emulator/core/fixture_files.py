@@ -177,7 +177,7 @@ class Outcome:
     output: str | None = None
     reasoning: str | None = None
     error: Failure | None = None
-    faults: tuple[JSON, ...] = ()
+    faults: tuple[Rule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,9 +213,9 @@ def _failure(spec: Mapping[str, Any] | None, name: str) -> Failure | None:
 _RULE_KEYS = ("actions", "times", "probability")
 
 
-def _fault_rules(raw: list[JSON], where: str) -> tuple[JSON, ...]:
-    """Normalise fault rules to ``{"fault": {...}, "actions", "times", "probability"}`` and check them
-    now, so a bad one stops the server at start rather than mid-test."""
+def _fault_rules(raw: list[JSON], where: str) -> tuple[Rule, ...]:
+    """Parse fault rules once, at load (``{"fault": {...}, "actions", ...}`` or the fault's fields
+    inline), so a bad one stops the server at start rather than mid-test."""
     rules = []
     for index, entry in enumerate(raw):
         if "fault" in entry:
@@ -224,10 +224,9 @@ def _fault_rules(raw: list[JSON], where: str) -> tuple[JSON, ...]:
             rule = {k: v for k, v in entry.items() if k in _RULE_KEYS}
             rule["fault"] = {k: v for k, v in entry.items() if k not in _RULE_KEYS}
         try:
-            Rule.parse(rule)
+            rules.append(Rule.parse(rule))
         except FaultError as exc:
             raise FixtureError(f"{where}: faults/{index}: {exc}") from exc
-        rules.append(rule)
     return tuple(rules)
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emulator.core.faults import Rule
 
 JSON = dict[str, Any]
 
@@ -110,6 +113,10 @@ class RequestRecord:
     failure: Failure | None = None
     paused_at: float | None = None
     version: int = 0
+    # Kept in this process only (a restart forgets them, as it forgets holds): the webhook's test
+    # mode, and the fault rules a fixture attached to this request, which go when it goes.
+    webhook_mode: str | None = None
+    rules: list[Rule] | None = None
 
     @property
     def done(self) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 from faker import Faker
 
+from emulator.core.faults import Rule
 from emulator.core.fixture_files import Fixture, Timing
 from emulator.core.models import JSON, Failure
 
@@ -28,7 +29,8 @@ class Answer:
     failure: Failure | None = None
     fixture: str | None = None
     timing: Timing | None = None
-    faults: tuple[JSON, ...] = ()
+    # Parsed at load; each request gets its own copies (``Rule.bound``).
+    faults: tuple[Rule, ...] = ()
 
     def output(self, text: str | None = None, *, partial: bool = False) -> JSON:
         """The any-llm output object, optionally for a prefix of the text."""

@@ -15,14 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from emulator.core.clock import Clock
-from emulator.core.faults import LIFECYCLE_KINDS, Fault, Faults, Rule
+from emulator.core.faults import LIFECYCLE_KINDS, Fault, Faults
 from emulator.core.ids import IdFactory
 from emulator.core.lanes import Lane
 from emulator.core.lifecycle import Profile, billable_units, make_plan, queue_wait
 from emulator.core.models import CANCELLED, JSON, REQUEST_TIMEOUT, Failure, LogLine, Priority, RequestRecord, State
 from emulator.core.outputs import Answer, Outputs, split_tokens
-from emulator.store import Store
-from emulator.store.base import SharedQueue
+from emulator.core.queues import LocalQueue, QueueStrategy
+from emulator.core.spec import app_id_of
+from emulator.store.base import Store
 
 
 class CancelResult(enum.Enum):
@@ -42,11 +43,11 @@ class Submission:
     """A validated request to run: where it goes and how it should be treated."""
 
     endpoint: str
-    app_id: str
     input: JSON
     priority: Priority = Priority.NORMAL
     timeout: float | None = None
     webhook_url: str | None = None
+    webhook_mode: str | None = None
     action: str = "submit"
 
 
@@ -63,6 +64,7 @@ class Scheduler:
         runners: int = 2,
         ids: IdFactory | None = None,
         faults: Faults | None = None,
+        queue: QueueStrategy | None = None,
     ) -> None:
         if runners < 1:
             raise ValueError("runners must be at least 1")
@@ -78,8 +80,8 @@ class Scheduler:
         self._lanes: dict[str, Lane] = {}
         self._waiters: dict[tuple[str, str], list[asyncio.Future[bool]]] = {}
         self._seq = 0
-        # Set when several processes serve one queue: the queue then lives in the store, not in the lanes.
-        self.shared: SharedQueue | None = None
+        # Where accepted requests wait: this process's lanes, or a queue shared through the store.
+        self.queue: QueueStrategy = queue or LocalQueue()
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -88,24 +90,15 @@ class Scheduler:
 
     def position(self, record: RequestRecord) -> int:
         """How many requests are ahead of a queued one (0 means next)."""
-        lane = self._lanes.get(record.namespace)
-        if self.shared is not None and record.state is State.IN_QUEUE and not self.is_local(record):
-            return self.shared.position(record)
-        return 0 if lane is None else lane.position(record)
+        return self.queue.position(self._lanes.get(record.namespace), record, self.is_local(record))
 
     def queue_length(self, namespace: str) -> int:
-        if self.shared is not None:
-            return self.shared.queued(namespace)
-        lane = self._lanes.get(namespace)
-        return 0 if lane is None else lane.queued()
+        return self.queue.waiting(namespace, self._lanes.get(namespace))
 
     def in_flight(self, namespace: str) -> int:
         """Requests accepted and not yet completed in a namespace."""
         lane = self._lanes.get(namespace)
-        busy = 0 if lane is None else lane.busy
-        if self.shared is not None:
-            return self.shared.queued(namespace) + busy
-        return 0 if lane is None else lane.queued() + busy
+        return self.queue.waiting(namespace, lane) + (0 if lane is None else lane.busy)
 
     def forgotten(self, record: RequestRecord) -> bool:
         """Whether a reset (or expiry) has dropped this record."""
@@ -142,28 +135,33 @@ class Scheduler:
             id=self.ids.new(),
             namespace=namespace,
             endpoint=submission.endpoint,
-            app_id=submission.app_id,
+            app_id=app_id_of(submission.endpoint),
             input=submission.input,
             submitted_at=now,
             seq=self._seq,
             priority=submission.priority,
             webhook_url=submission.webhook_url,
+            webhook_mode=submission.webhook_mode,
             billable_units=billable_units(submission.input.get("model")),
         )
         lane = self._lanes.setdefault(namespace, Lane())
         answer = self.outputs.answer(submission.endpoint, submission.input, namespace)
-        for raw in answer.faults:
-            self.faults.add(dataclasses.replace(Rule.parse(raw, namespace=namespace), request_id=record.id))
+        if answer.faults:
+            # A fixture's rules belong to this request alone: they live on its record and go with it.
+            record.rules = [rule.bound(namespace, record.id) for rule in answer.faults]
         fault = self.faults.match(
-            submission.action, namespace, endpoint=submission.endpoint, request_id=record.id, kinds=LIFECYCLE_KINDS
+            submission.action,
+            namespace,
+            endpoint=submission.endpoint,
+            request_id=record.id,
+            kinds=LIFECYCLE_KINDS,
+            scoped=record.rules,
         )
         lane.answers[record.id] = _apply_lifecycle_fault(answer, fault, lane, record)
         if submission.timeout is not None:
             record.deadline = now + submission.timeout  # before the store sees it: a durable one keeps it
         self.store.add(record)
-        if self.shared is None:
-            lane.enqueue(record)
-        # Else the shared queue orders it among every process's requests; a free runner anywhere claims it.
+        self.queue.accept(lane, record)
         self.store.save(record, now)
         # Dispatch first: a runner free now starts the request before its deadline can fire.
         self._dispatch(lane)
@@ -228,8 +226,8 @@ class Scheduler:
             lane.cancel_timers(record)
             lane.logs_applied.pop(record.id, None)
             lane.answers.pop(record.id, None)
-            if freed and self.shared is not None:
-                self.shared.wake()
+            if freed:
+                self.queue.freed()
         for future in self._waiters.pop((record.namespace, record.id), ()):
             if not future.done():
                 future.set_result(True)
@@ -248,8 +246,7 @@ class Scheduler:
 
     def resume(self) -> None:
         self.paused = False
-        if self.shared is not None:
-            self.shared.wake()
+        self.queue.freed()
         for lane in list(self._lanes.values()):
             self._dispatch(lane)
 
@@ -259,8 +256,7 @@ class Scheduler:
         self.runners = runners
         for lane in list(self._lanes.values()):
             self._dispatch(lane)
-        if self.shared is not None:
-            self.shared.wake()
+        self.queue.freed()
 
     def hold(self, record: RequestRecord) -> None:
         """Keep a request where it is (queued, or mid-run) until ``release``."""
@@ -493,8 +489,7 @@ class Scheduler:
             listener(record)
         if lane is not None and freed:
             self._dispatch(lane)
-            if self.shared is not None:
-                self.shared.wake()
+            self.queue.freed()
 
 
 def _requeued(record: RequestRecord) -> None:

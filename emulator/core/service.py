@@ -1,36 +1,102 @@
-"""The emulator as one object: the core services wired together, with no HTTP in sight."""
+"""The emulator as one object: the core wired together, and one call per route. No HTTP here.
+
+A route parses its request into a ``Call`` and hands it to ``Emulator.call``, which owns
+everything a call decides: fault rules, validation, limits, the webhook mode, durability and
+the shared store's refresh. It answers with a ``Reply`` (or raises ``Problem``) that the route
+serialises.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import httpx
 
 from emulator.config import Settings
 from emulator.core.clock import Clock, ManualClock, SystemClock
-from emulator.core.faults import Faults
+from emulator.core.errors import Problem, not_found, validation_problem
+from emulator.core.faults import HTTP_KINDS, Fault, Faults, Rule
 from emulator.core.fixture_files import load_fixtures
 from emulator.core.ids import IdFactory
 from emulator.core.images import ImageUrlCheck
 from emulator.core.journal import Journal
 from emulator.core.lifecycle import PROFILES
+from emulator.core.models import JSON, Failure, Priority, RequestRecord, State
 from emulator.core.outputs import Outputs
-from emulator.core.scheduler import Scheduler
-from emulator.core.spec import Spec
+from emulator.core.queues import LocalQueue, SharedQueueStrategy
+from emulator.core.scheduler import CancelResult, Scheduler, Submission
+from emulator.core.spec import Operation, Spec
 from emulator.core.storage import Storage
-from emulator.store import Store, open_store
+from emulator.core.streams import dropped_after, output_events, status_events
+from emulator.core.wire import status_body
+from emulator.store import Backend, Store, StoreError, open_store
 from emulator.webhooks import Webhooks
+from emulator.webhooks.model import parse_mode
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+# Emulator-only header on submit: this request's webhook misbehaves in the named way.
+WEBHOOK_MODE_HEADER = "x-emulator-webhook-mode"
+
+
+class Call:
+    """One queue or run call, parsed: what it addresses and what it carries."""
+
+    __slots__ = ("action", "base_url", "body", "endpoint", "headers", "namespace", "query", "request_id")
+
+    def __init__(
+        self,
+        action: str,  # submit, status, status_stream, result, cancel, run, run_stream
+        namespace: str,
+        endpoint: str,
+        request_id: str | None = None,
+        *,
+        base_url: str = "",  # where the client reached this server, so the URLs handed back lead here
+        body: bytes = b"",
+        query: Mapping[str, str] = _EMPTY,
+        headers: Mapping[str, str] = _EMPTY,
+    ) -> None:
+        self.action = action
+        self.namespace = namespace
+        self.endpoint = endpoint
+        self.request_id = request_id
+        self.base_url = base_url
+        self.body = body
+        self.query = query
+        self.headers = headers
+
+
+@dataclass(slots=True)
+class Reply:
+    """The answer to a call: status, JSON body and headers, or a stream of events."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    events: AsyncIterator[bytes] | None = None
+    # A body or connection fault for the serialiser to apply (truncated, malformed, reset).
+    fault: Fault | None = None
+
+
+_CANCEL_CODES = {CancelResult.REQUESTED: 202, CancelResult.ALREADY_COMPLETED: 400, CancelResult.NOT_FOUND: 404}
+_CANCEL_DETAILS = {
+    CancelResult.REQUESTED: "Cancellation requested",
+    CancelResult.ALREADY_COMPLETED: "Request already completed",
+    CancelResult.NOT_FOUND: "Request not found",
+}
 
 
 @dataclass
 class Emulator:
-    """Settings, spec, clock, store, outputs, scheduler and uploaded files of one running emulator."""
+    """Settings, spec, clock, store, outputs, scheduler, faults, journal, webhooks and files of one emulator."""
 
     settings: Settings
     spec: Spec
     clock: Clock
-    store: Store
+    backend: Backend
     outputs: Outputs
     scheduler: Scheduler
     faults: Faults
@@ -47,69 +113,319 @@ class Emulator:
         store: Store | None = None,
         spec: Spec | None = None,
         http_client: httpx.AsyncClient | None = None,
+        data_dir: Path | None = None,
     ) -> Emulator:
         """Wire the core from settings; every piece can be injected instead. Raises on bad fixtures."""
         if clock is None:
             clock = ManualClock() if settings.clock == "manual" else SystemClock()
         if store is None:
-            store = open_store(
+            backend = open_store(
                 settings.store,
                 retention_seconds=settings.retention_seconds,
                 retention_count=settings.retention_count,
             )
+        else:
+            backend = Backend.of(store)
         spec = spec or Spec.load(settings.spec_path)
+        data_dir = data_dir or settings.resolved_data_dir()
         # Uploaded files (the storage surfaces) live in the data directory; nothing is written until an upload.
-        files = Storage(
-            settings.resolved_data_dir(os.environ) / "storage", clock=clock, max_bytes=settings.max_upload_bytes
-        )
+        files = Storage(data_dir / "storage", clock=clock, max_bytes=settings.max_upload_bytes)
         outputs = Outputs(
             load_fixtures(settings.fixtures), seed=settings.seed, checks=[ImageUrlCheck(files, [settings.host])]
         )
         faults = Faults(settings.seed)
+        shared = backend.shared
         scheduler = Scheduler(
             clock=clock,
-            store=store,
+            store=backend.records,
             outputs=outputs,
             profile=PROFILES[settings.profile],
             runners=settings.runners,
             ids=IdFactory(clock, settings.seed),
             faults=faults,
+            queue=LocalQueue() if shared is None else SharedQueueStrategy(shared),
         )
         journal = Journal(settings.journal_size, settings.journal_body_bytes)
         webhooks = Webhooks.build(
-            settings.resolved_data_dir(os.environ),
+            data_dir,
             clock=clock,
             senders=settings.webhook_senders,
             time_scale=settings.webhook_time_scale,
             http_client=http_client,
         )
-        scheduler.shared = store.shared()
         scheduler.on_complete.append(webhooks.on_complete)
-        webhooks.dispatcher.on_settled.append(
-            lambda delivery: store.webhook_settled(delivery.user_id, delivery.request_id)
-        )
-        return cls(settings, spec, clock, store, outputs, scheduler, faults, journal, webhooks, files)
+        outbox = backend.outbox
+        if outbox is not None:
+            webhooks.dispatcher.on_settled.append(
+                lambda delivery: outbox.webhook_settled(delivery.user_id, delivery.request_id)
+            )
+        return cls(settings, spec, clock, backend, outputs, scheduler, faults, journal, webhooks, files)
+
+    @property
+    def store(self) -> Store:
+        return self.backend.records
+
+    # -- the life of the process -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the senders and pick up where a durable store's last run stopped."""
+        """Start the senders and pick up where a durable or shared store's last run stopped."""
         await self.webhooks.start()
-        shared = self.store.shared()
-        if shared is not None:
-            # The queue lives in the shared store; leases there hand back what a dead process was running.
-            await shared.start(self.scheduler)
-            return
-        self.scheduler.restore()
-        for record in self.store.unsent_webhooks():
-            self.webhooks.on_complete(record)
+        await self.scheduler.queue.start(self.scheduler)
+        outbox = self.backend.outbox
+        if outbox is not None:
+            for record in outbox.unsent_webhooks():
+                self.webhooks.on_complete(record)
 
     async def stop(self) -> None:
         """Stop timers and senders, then write out and close the store."""
         self.scheduler.close()
-        shared = self.store.shared()
-        if shared is not None:
-            await shared.stop()
+        await self.scheduler.queue.stop()
         await self.webhooks.stop()
-        self.store.close()
+        if self.backend.durable is not None:
+            self.backend.durable.close()
+
+    # -- the queue and run surfaces: one call each -------------------------------------------
+
+    async def call(self, call: Call) -> Reply:
+        """Answer one queue or run call; raise ``Problem`` for an answer other than success."""
+        fault = await self._fault(call, call.request_id)
+        if call.action == "submit":
+            reply = await self._submit(call)
+            reply.fault = fault
+            return reply
+        if call.action in ("run", "run_stream"):
+            return await self._run(call, fault)
+        return await self._on_request(call, fault)
+
+    async def _submit(self, call: Call) -> Reply:
+        params, body = self._validated(call)
+        namespace = call.namespace
+        self._check_concurrency(namespace)
+        max_length = params.get("fal_max_queue_length")
+        scheduler = self.scheduler
+        if isinstance(max_length, int):
+            waiting = scheduler.queue_length(namespace)
+            if waiting >= max_length:
+                raise Problem(
+                    429,
+                    {"detail": f"Queue is full: {waiting} requests waiting, fal_max_queue_length is {max_length}"},
+                )
+        webhook = params.get("fal_webhook")
+        mode = call.headers.get(WEBHOOK_MODE_HEADER)
+        record = scheduler.submit(
+            namespace,
+            Submission(
+                endpoint=call.endpoint,
+                input=body,
+                priority=_priority(params),
+                timeout=_timeout(params),
+                webhook_url=webhook if isinstance(webhook, str) else None,
+                webhook_mode=None if mode is None else parse_mode(mode.strip(), ["header", WEBHOOK_MODE_HEADER]).value,
+            ),
+        )
+        # Accepted means kept: a durable or shared store has the request before the client hears so.
+        durable = self.backend.durable
+        if durable is not None:
+            writing = durable.durable()
+            if writing is not None:
+                await _stored(writing)
+        envelope = status_body(record, call.base_url, position=scheduler.position(record), logs=None)
+        return Reply(200, envelope, {"x-fal-request-id": record.id})
+
+    async def _on_request(self, call: Call, fault: Fault | None) -> Reply:
+        """Status, status stream, result and cancel: calls on one request."""
+        assert call.request_id is not None
+        shared = self.backend.shared
+        if shared is not None:  # read the truth, which another process may have changed
+            refreshing = shared.refresh(call.namespace, call.request_id)
+            if refreshing is not None:
+                await _stored(refreshing)
+        record = self.scheduler.get(call.namespace, call.request_id)
+        if record is not None and call.endpoint not in (record.app_id, record.endpoint):
+            record = None
+        if record is not None and record.rules:
+            fault = fault or await self._fault(call, record.id, record.rules)
+        action = call.action
+        if action == "cancel":
+            reply = self._cancel(call.namespace, record)
+            reply.fault = fault
+            return reply
+        if record is None:
+            raise not_found("Request not found")
+        if action == "status":
+            params = self._parameters(call, "status")
+            position = self.scheduler.position(record)
+            body = status_body(record, call.base_url, position=position, logs=_logs(record, params))
+            return Reply(200 if record.done else 202, body, {"x-fal-request-id": record.id}, fault=fault)
+        if action == "status_stream":
+            params = self._parameters(call, "status_stream")
+            events = status_events(
+                self.scheduler,
+                self.clock,
+                record,
+                call.base_url,
+                with_logs=_wants_logs(params),
+                keepalive=self.settings.keepalive_seconds,
+            )
+            return _stream(record, events, fault)
+        if not record.done:
+            raise Problem(400, {"detail": "Request is still in progress"}, {"x-fal-request-id": record.id})
+        reply = output_reply(record)
+        reply.fault = fault
+        return reply
+
+    def _cancel(self, namespace: str, record: RequestRecord | None) -> Reply:
+        outcome = CancelResult.NOT_FOUND if record is None else self.scheduler.cancel(namespace, record.id)
+        headers = {} if record is None else {"x-fal-request-id": record.id}
+        return Reply(_CANCEL_CODES[outcome], {"status": outcome.value, "detail": _CANCEL_DETAILS[outcome]}, headers)
+
+    async def _run(self, call: Call, fault: Fault | None) -> Reply:
+        """A synchronous run: the output when it completes, or its output streamed as it is written."""
+        params, body = self._validated(call)
+        self._check_concurrency(call.namespace)
+        scheduler = self.scheduler
+        record = scheduler.submit(
+            call.namespace,
+            Submission(
+                endpoint=call.endpoint,
+                input=body,
+                priority=_priority(params),
+                timeout=_timeout(params),
+                action=call.action,
+            ),
+        )
+        if fault is None and record.rules:
+            # Rules a fixture attached to this very request exist only once it is accepted.
+            fault = await self._fault(call, record.id, record.rules, scoped_only=True)
+        if call.action == "run":
+            await scheduler.wait_done(record)
+            reply = output_reply(record)
+            reply.fault = fault
+            return reply
+        # Wait for the run to start; a run that fails before starting answers as JSON.
+        while record.state is State.IN_QUEUE:
+            await scheduler.wait(record, record.version)
+        if record.plan is not None and not record.plan.tokens:
+            # Nothing to stream (the run is planned to fail): answer once it ends, as JSON.
+            await scheduler.wait_done(record)
+        if record.failure is not None:
+            reply = failure_reply(record, record.failure)
+            reply.fault = fault
+            return reply
+        return _stream(record, output_events(scheduler, record), fault)
+
+    # -- what every call shares ------------------------------------------------------------
+
+    async def _fault(
+        self, call: Call, request_id: str | None, scoped: list[Rule] | None = None, *, scoped_only: bool = False
+    ) -> Fault | None:
+        """Apply the fault rule matching this call, if any.
+
+        Latency waits (on the emulator's clock) and lets the call go on; an HTTP error is raised
+        as its answer; body and connection faults are returned for the reply to carry.
+        """
+        fault = self.faults.match(
+            call.action,
+            call.namespace,
+            endpoint=call.endpoint,
+            request_id=request_id,
+            kinds=HTTP_KINDS,
+            scoped=scoped,
+            scoped_only=scoped_only,
+        )
+        if fault is None:
+            return None
+        if fault.kind == "latency":
+            await self.clock.sleep(fault.seconds)
+            return None
+        if fault.kind == "http_error":
+            media_type, body = fault.http_body()
+            headers = {}
+            if fault.with_request_id:
+                headers["x-fal-request-id"] = request_id or self.scheduler.ids.new()
+            if fault.retry_after is not None:
+                headers["retry-after"] = f"{fault.retry_after:g}"
+            if fault.error_type is not None:
+                headers["x-fal-error-type"] = fault.error_type
+            raise Problem(fault.status or 500, None, headers, raw=(media_type, body))
+        return fault
+
+    def _operation(self, action: str, endpoint: str | None = None) -> Operation:
+        operation = self.spec.operation(action, endpoint)
+        assert operation is not None, f"openapi.yaml declares no {action} operation for {endpoint}"
+        return operation
+
+    def _validated(self, call: Call) -> tuple[JSON, JSON]:
+        """Parameters and body of a submit or run, checked against the document; 422 otherwise."""
+        operation = self._operation(call.action, call.endpoint)
+        params, errors = operation.validate_parameters(call.query, call.headers)
+        body, body_errors = operation.validate_body(call.body)
+        if errors or body_errors:
+            raise validation_problem(errors + body_errors)
+        return params, body
+
+    def _parameters(self, call: Call, action: str) -> JSON:
+        operation = self.spec.operation(action)
+        if operation is None:
+            return {}
+        params, errors = operation.validate_parameters(call.query, call.headers)
+        if errors:
+            raise validation_problem(errors)
+        return params
+
+    def _check_concurrency(self, namespace: str) -> None:
+        """fal's per-key concurrency limit: 429 while this key has that many requests in flight."""
+        limit = self.settings.concurrency_limit
+        if limit and self.scheduler.in_flight(namespace) >= limit:
+            raise Problem(
+                429,
+                {"detail": f"Concurrency limit of {limit} requests in flight reached for this key"},
+                {"retry-after": "1"},
+            )
+
+    # -- the control API's calls -------------------------------------------------------------
+
+    def configure(
+        self,
+        *,
+        profile: str | None = None,
+        runners: int | None = None,
+        concurrency_limit: int | None = None,
+        faults: list[Rule] | None = None,
+        namespace: str | None = None,
+    ) -> None:
+        """Change the running emulator: timing profile, runners, concurrency limit, a namespace's fault rules."""
+        if profile is not None:
+            self.scheduler.profile = PROFILES[profile]
+        if runners is not None:
+            self.scheduler.set_runners(runners)
+        if concurrency_limit is not None:
+            self.settings = self.settings.replace(concurrency_limit=concurrency_limit)
+        if faults is not None:
+            self.faults.replace(faults, namespace)
+
+    def find(self, request_id: str, namespace: str | None = None) -> RequestRecord | None:
+        """A request by id, in one namespace or in whichever has it."""
+        if namespace:
+            return self.store.get(namespace, request_id)
+        for record in self.store.records():
+            if record.id == request_id:
+                return record
+        return None
+
+    def act(self, record: RequestRecord, action: str, failure: Failure | None = None) -> None:
+        """Drive one request by hand: start, complete, fail, hold or release (TransitionError if it cannot)."""
+        actions: dict[str, Callable[[RequestRecord], None]] = {
+            "start": self.scheduler.start,
+            "complete": self.scheduler.complete,
+            "hold": self.scheduler.hold,
+            "release": self.scheduler.release,
+        }
+        if action == "fail":
+            assert failure is not None
+            self.scheduler.fail(record, failure)
+            return
+        actions[action](record)
 
     def reset(self, namespace: str | None = None) -> None:
         """Forget requests, journal entries, fault rules and fixture sequences (all, or one namespace's)."""
@@ -124,3 +440,57 @@ class Emulator:
         fixtures = load_fixtures(self.settings.fixtures)
         self.outputs.fixtures = fixtures
         return len(fixtures)
+
+
+REQUEST_ACTIONS = frozenset({"start", "complete", "fail", "hold", "release"})
+
+
+def failure_reply(record: RequestRecord, failure: Failure) -> Reply:
+    """A failed request's answer: the app's status code and body."""
+    headers = {"x-fal-request-id": record.id}
+    if failure.error_type is not None:
+        headers["x-fal-error-type"] = failure.error_type
+    if failure.error_type == "request_timeout":
+        # Tells the clients this was the caller's own start deadline: do not retry.
+        headers["x-fal-request-timeout-type"] = "user"
+    return Reply(failure.status_code, failure.body(), headers)
+
+
+def output_reply(record: RequestRecord) -> Reply:
+    """A completed request's answer: its output, or its failure."""
+    if record.failure is not None:
+        return failure_reply(record, record.failure)
+    headers = {"x-fal-request-id": record.id, "x-fal-billable-units": str(record.billable_units)}
+    return Reply(200, record.output, headers)
+
+
+def _stream(record: RequestRecord, events: AsyncIterator[bytes], fault: Fault | None) -> Reply:
+    if fault is not None and fault.kind == "drop_stream":
+        events = dropped_after(events, fault.after_events)
+    headers = {"x-fal-request-id": record.id, "cache-control": "no-cache"}
+    return Reply(200, None, headers, events=events, fault=fault)
+
+
+async def _stored(pending: Awaitable[None]) -> None:
+    """Wait for the store; a store that is down answers 503."""
+    try:
+        await pending
+    except StoreError as exc:
+        raise Problem(503, {"detail": f"Store unavailable: {exc}"}) from exc
+
+
+def _priority(params: JSON) -> Priority:
+    return Priority.LOW if params.get("x-fal-queue-priority") == "low" else Priority.NORMAL
+
+
+def _timeout(params: JSON) -> float | None:
+    value = params.get("x-fal-request-timeout")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _wants_logs(params: JSON) -> bool:
+    return params.get("logs") in ("1", "true")
+
+
+def _logs(record: RequestRecord, params: JSON) -> list[Any] | None:
+    return list(record.logs) if _wants_logs(params) else None

@@ -272,6 +272,16 @@ def _passes(check: Callable[[Any], bool] | None, data: Any) -> bool:
         return False
 
 
+_NAMESPACES = frozenset({"workflows", "comfy"})
+
+
+def app_id_of(endpoint: str) -> str:
+    """The app an endpoint id belongs to (``owner/alias``; ``workflows/owner/alias``): status, result
+    and cancel URLs are built under it."""
+    parts = endpoint.split("/")
+    return "/".join(parts[:3] if parts[0] in _NAMESPACES else parts[:2])
+
+
 class Spec:
     """The loaded document and its operations by action and endpoint."""
 
@@ -289,7 +299,7 @@ class Spec:
         self.endpoints: frozenset[str] = frozenset(
             endpoint for (action, endpoint) in self._operations if action == "submit" and endpoint
         )
-        self.app_ids: frozenset[str] = frozenset("/".join(e.split("/")[:2]) for e in self.endpoints)
+        self.app_ids: frozenset[str] = frozenset(app_id_of(e) for e in self.endpoints)
 
     @classmethod
     def load(cls, path: Path = DEFAULT_SPEC_PATH) -> Spec:

@@ -8,39 +8,27 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from emulator.core.auth import AuthError, namespace_for
-from emulator.core.faults import HTTP_KINDS, Fault
-from emulator.core.models import JSON, Failure, RequestRecord
-from emulator.core.service import Emulator
-from emulator.core.spec import Operation
+from emulator.core.errors import FaultTriggered, Problem, not_found
+from emulator.core.faults import Fault
+from emulator.core.service import Emulator, Reply
 from emulator.core.wire import dumps_record
 
+__all__ = ["FaultTriggered", "HTTPProblem", "Problem", "not_found"]
 
-class HTTPProblem(Exception):
-    """An answer other than success, raised anywhere in a route and rendered as JSON."""
+# The core's Problem is the one exception every route raises and renders.
+HTTPProblem = Problem
 
-    def __init__(
-        self,
-        status_code: int,
-        body: Any,
-        headers: dict[str, str] | None = None,
-        *,
-        raw: tuple[str, bytes] | None = None,
-    ) -> None:
-        super().__init__(status_code, body)
-        self.status_code = status_code
-        self.body = body
-        self.headers = headers or {}
-        self.raw = raw
 
-    def response(self) -> Response:
-        if self.raw is not None:
-            media_type, content = self.raw
-            return Response(content, self.status_code, self.headers, media_type=media_type)
-        return json_response(self.body, self.status_code, self.headers)
+def problem_response(problem: Problem) -> Response:
+    """An answer other than success, rendered as JSON (or the raw bytes a fault chose)."""
+    if problem.raw is not None:
+        media_type, content = problem.raw
+        return Response(content, problem.status_code, problem.headers, media_type=media_type)
+    return json_response(problem.body, problem.status_code, problem.headers)
 
 
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -81,29 +69,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def validation_problem(errors: list[dict[str, Any]]) -> HTTPProblem:
-    return HTTPProblem(422, {"detail": errors}, {"x-fal-billable-units": "0"})
-
-
-async def validated_input(request: Request, emulator: Emulator, operation: Operation) -> tuple[JSON, JSON]:
-    """Parameters and body of a request, checked against the operation; 413 or 422 otherwise."""
-    raw = await read_body(request, emulator.settings.max_body_bytes)
-    params, errors = operation.validate_parameters(query_of(request), headers_of(request))
-    body, body_errors = operation.validate_body(raw)
-    if errors or body_errors:
-        raise validation_problem(errors + body_errors)
-    return params, body
-
-
-def parameters_only(request: Request, operation: Operation | None) -> JSON:
-    if operation is None:
-        return {}
-    params, errors = operation.validate_parameters(query_of(request), headers_of(request))
-    if errors:
-        raise validation_problem(errors)
-    return params
-
-
 _NO_QUERY: dict[str, str] = {}
 
 
@@ -117,46 +82,44 @@ def query_of(request: Request) -> Mapping[str, str]:
     return request.query_params if request.scope.get("query_string") else _NO_QUERY
 
 
-def failure_response(record: RequestRecord, failure: Failure) -> Response:
-    """A failed request's answer: the app's status code and body."""
-    headers = {"x-fal-request-id": record.id}
-    if failure.error_type is not None:
-        headers["x-fal-error-type"] = failure.error_type
-    if failure.error_type == "request_timeout":
-        # Tells the clients this was the caller's own start deadline: do not retry.
-        headers["x-fal-request-timeout-type"] = "user"
-    return json_response(failure.body(), failure.status_code, headers)
+def render(reply: Reply) -> Response:
+    """A core reply as a response: JSON, or a stream of server-sent events; spoiled if a fault says so."""
+    if reply.events is not None:
+        if reply.fault is not None and reply.fault.kind == "reset":
+            return ResetResponse()
+        return StreamingResponse(reply.events, reply.status, reply.headers, media_type="text/event-stream")
+    return with_fault(record_response(reply.body, reply.status, reply.headers), reply.fault)
 
 
-def output_response(record: RequestRecord) -> Response:
-    """A completed request's answer: its output, or its failure."""
-    if record.failure is not None:
-        return failure_response(record, record.failure)
-    headers = {"x-fal-request-id": record.id, "x-fal-billable-units": str(record.billable_units)}
-    return record_response(record.output, 200, headers)
+def guard(request: Request) -> Emulator:
+    """The emulator, once the caller has shown the control token (when one is set)."""
+    emulator = emulator_of(request)
+    token = emulator.settings.control_token
+    if token:
+        given = request.headers.get("x-emulator-token")
+        if given is None:
+            scheme, _, value = request.headers.get("authorization", "").partition(" ")
+            given = value if scheme.lower() == "bearer" else None
+        if given != token:
+            raise HTTPProblem(401, {"detail": "This control API needs the token given by --control-token"})
+    return emulator
 
 
-def check_concurrency(emulator: Emulator, namespace: str) -> None:
-    """fal's per-key concurrency limit: 429 while this key has that many requests in flight."""
-    limit = emulator.settings.concurrency_limit
-    if limit and emulator.scheduler.in_flight(namespace) >= limit:
-        raise HTTPProblem(
-            429,
-            {"detail": f"Concurrency limit of {limit} requests in flight reached for this key"},
-            {"retry-after": "1"},
-        )
+def handles(endpoint: Any) -> Any:
+    """Route adapter for the control API: render a Problem as JSON."""
 
+    async def run(request: Request) -> Response:
+        try:
+            response: Response = await endpoint(request)
+            return response
+        except Problem as problem:
+            return problem_response(problem)
 
-def not_found(what: str) -> HTTPProblem:
-    return HTTPProblem(404, {"detail": what})
+    return run
 
 
 def method_not_allowed(allowed: str) -> HTTPProblem:
     return HTTPProblem(405, {"detail": "Method Not Allowed"}, {"allow": allowed})
-
-
-class FaultTriggered(ConnectionResetError):
-    """Raised inside a response on purpose, so the server drops the connection."""
 
 
 def _not_a_triggered_fault(record: logging.LogRecord) -> bool:
@@ -179,42 +142,6 @@ class ResetResponse(Response):
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         await send({"type": "http.response.body", "body": b'{"status": "IN_', "more_body": True})
         raise FaultTriggered("connection reset by a fault rule")
-
-
-async def http_fault(
-    request: Request,
-    emulator: Emulator,
-    action: str,
-    namespace: str,
-    *,
-    endpoint: str | None = None,
-    request_id: str | None = None,
-    scoped_only: bool = False,
-) -> Fault | None:
-    """Apply the fault rule matching this call, if any.
-
-    Latency waits (on the emulator's clock) and lets the call go on; an HTTP error is raised
-    as its answer; body and connection faults are returned for ``with_fault`` to apply.
-    """
-    fault = emulator.faults.match(
-        action, namespace, endpoint=endpoint, request_id=request_id, kinds=HTTP_KINDS, scoped_only=scoped_only
-    )
-    if fault is None:
-        return None
-    if fault.kind == "latency":
-        await emulator.clock.sleep(fault.seconds)
-        return None
-    if fault.kind == "http_error":
-        media_type, body = fault.http_body()
-        headers = {}
-        if fault.with_request_id:
-            headers["x-fal-request-id"] = request_id or emulator.scheduler.ids.new()
-        if fault.retry_after is not None:
-            headers["retry-after"] = f"{fault.retry_after:g}"
-        if fault.error_type is not None:
-            headers["x-fal-error-type"] = fault.error_type
-        raise HTTPProblem(fault.status or 500, None, headers, raw=(media_type, body))
-    return fault
 
 
 def with_fault(response: Response, fault: Fault | None) -> Response:

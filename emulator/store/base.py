@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterator
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from emulator.core.models import RequestRecord
 
@@ -31,9 +32,23 @@ class Store(Protocol):
 
     def __len__(self) -> int: ...
 
+
+@runtime_checkable
+class Durable(Protocol):
+    """A store that writes records out (a file, a server): submit waits for the write."""
+
     def durable(self) -> Awaitable[None] | None:
-        """Something to await until every save so far is on disk; None when there is nothing to wait for."""
+        """Something to await until every save so far is written; None when nothing is pending."""
         ...
+
+    def close(self) -> None:
+        """Write what is pending and let go of files and connections."""
+        ...
+
+
+@runtime_checkable
+class WebhookOutbox(Protocol):
+    """Remembers which completed requests' webhooks are settled, so a restart sends the rest again."""
 
     def webhook_settled(self, namespace: str, request_id: str) -> None:
         """A request's webhook was delivered or given up on: a restart must not send it again."""
@@ -41,18 +56,6 @@ class Store(Protocol):
 
     def unsent_webhooks(self) -> list[RequestRecord]:
         """Completed requests with a webhook a previous run did not settle, oldest first."""
-        ...
-
-    def close(self) -> None:
-        """Write what is pending and let go of files and connections."""
-        ...
-
-    def refresh(self, namespace: str, request_id: str) -> Awaitable[None] | None:
-        """Read a record (and its queue position) afresh from a shared store; None when this copy is the truth."""
-        ...
-
-    def shared(self) -> SharedQueue | None:
-        """The shared queue when several processes serve this store; None for a store of one process."""
         ...
 
 
@@ -74,8 +77,13 @@ class Runners(Protocol):
         ...
 
 
+@runtime_checkable
 class SharedQueue(Protocol):
     """A queue several processes serve: global order, claims with leases, records seen by all."""
+
+    def refresh(self, namespace: str, request_id: str) -> Awaitable[None] | None:
+        """Read a record (and its queue position) afresh; None when this process's copy is the truth."""
+        ...
 
     async def start(self, runners: Runners) -> None: ...
 
@@ -92,3 +100,23 @@ class SharedQueue(Protocol):
     def wake(self) -> None:
         """A local slot came free or the runners resumed: claim work now rather than at the next tick."""
         ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A store and what it can do beyond keeping records, each None where it cannot."""
+
+    records: Store
+    durable: Durable | None = None
+    outbox: WebhookOutbox | None = None
+    shared: SharedQueue | None = None
+
+    @classmethod
+    def of(cls, store: Store) -> Backend:
+        """The capabilities a store object has, found once when the emulator is wired."""
+        return cls(
+            records=store,
+            durable=store if isinstance(store, Durable) else None,
+            outbox=store if isinstance(store, WebhookOutbox) else None,
+            shared=store if isinstance(store, SharedQueue) else None,
+        )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 
 from emulator.core.models import RequestRecord
-from emulator.store.base import SharedQueue
 
 
 class MemoryStore:
@@ -60,21 +59,3 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self._records)
-
-    def durable(self) -> Awaitable[None] | None:
-        return None
-
-    def webhook_settled(self, namespace: str, request_id: str) -> None:
-        pass
-
-    def unsent_webhooks(self) -> list[RequestRecord]:
-        return []
-
-    def close(self) -> None:
-        pass
-
-    def refresh(self, namespace: str, request_id: str) -> Awaitable[None] | None:
-        return None
-
-    def shared(self) -> SharedQueue | None:
-        return None

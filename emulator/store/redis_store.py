@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from emulator.core.models import RequestRecord, State
 from emulator.store import redis_scripts as scripts
-from emulator.store.base import Runners, SharedQueue, StoreError
+from emulator.store.base import Runners, StoreError
 from emulator.store.codec import decode, encode
 from emulator.store.memory import MemoryStore
 
@@ -125,10 +125,7 @@ class RedisStore(MemoryStore):
         return future
 
     def close(self) -> None:
-        pass
-
-    def shared(self) -> SharedQueue | None:
-        return self
+        """The connection closes with the shared queue (``stop``), which drains the writes first."""
 
     # -- the SharedQueue protocol ----------------------------------------------------------
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
+from emulator.core.errors import Problem
 from emulator.core.models import JSON
 
 # Gaps between fal's 10 attempts, "in the span of 2 hours": each about double the last,
@@ -24,6 +26,16 @@ class Mode(enum.StrEnum):
     OUT_OF_ORDER = "out_of_order"
     BAD_SIGNATURE = "bad_signature"
     STALE_TIMESTAMP = "stale_timestamp"
+
+
+def parse_mode(value: Any, loc: list[str]) -> Mode:
+    """A mode by name; a 422 naming the modes otherwise."""
+    try:
+        return Mode(value)
+    except ValueError:
+        modes = ", ".join(mode.value for mode in Mode)
+        item = {"loc": loc, "msg": f"Input should be one of: {modes}", "type": "value_error", "input": value}
+        raise Problem(422, {"detail": [item]}) from None
 
 
 class Outcome(enum.StrEnum):

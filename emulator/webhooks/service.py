@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from pathlib import Path
 
 import httpx
@@ -16,8 +15,6 @@ from emulator.webhooks.model import Attempt, Delivery, Mode, RetryPolicy
 from emulator.webhooks.payload import webhook_body
 
 log = logging.getLogger("emulator.webhooks")
-# Per-request modes wait for their request to complete; this bounds those never used.
-MAX_REQUEST_MODES = 10_000
 
 
 class Webhooks:
@@ -27,7 +24,6 @@ class Webhooks:
         self.keys = keys
         self.dispatcher = dispatcher
         self.mode = Mode.NORMAL
-        self._request_modes: OrderedDict[str, Mode] = OrderedDict()
 
     @classmethod
     def build(
@@ -54,9 +50,10 @@ class Webhooks:
 
     def on_complete(self, record: RequestRecord) -> None:
         """The scheduler's completion callback: queue the webhook of a request that asked for one."""
-        mode = self._request_modes.pop(record.id, self.mode)
         if record.webhook_url is None:
             return
+        # A request's own mode (the x-emulator-webhook-mode header at submit) wins over the global one.
+        mode = self.mode if record.webhook_mode is None else Mode(record.webhook_mode)
         try:
             delivery = Delivery(record.id, record.namespace, record.webhook_url, webhook_body(record), mode)
             self.dispatcher.submit(delivery)
@@ -64,22 +61,11 @@ class Webhooks:
             # The scheduler calls this inside its own transition: a webhook bug must never stall the queue.
             log.exception("could not queue the webhook of request %s", record.id)
 
-    def set_mode(self, mode: Mode, request_id: str | None = None) -> None:
-        """Choose the mode for every later webhook, or for one request's."""
-        if request_id is None:
-            self.mode = mode
-            return
-        self._request_modes[request_id] = mode
-        self._request_modes.move_to_end(request_id)
-        while len(self._request_modes) > MAX_REQUEST_MODES:
-            self._request_modes.popitem(last=False)
-
     def reset(self, namespace: str | None = None) -> None:
         """Forget attempts and unsent webhooks (all, or one API key's); a full reset also restores mode normal."""
         self.dispatcher.clear(namespace)
         if namespace is None:
             self.mode = Mode.NORMAL
-            self._request_modes.clear()
 
     def configure(self, *, mode: Mode | None = None, time_scale: float | None = None) -> None:
         if mode is not None:

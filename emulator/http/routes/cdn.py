@@ -15,7 +15,15 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from emulator.core.storage import BlobWriter, PendingUpload, StorageError
-from emulator.http.common import HTTPProblem, authenticate, emulator_of, json_response, not_found, read_body
+from emulator.http.common import (
+    HTTPProblem,
+    authenticate,
+    emulator_of,
+    json_response,
+    not_found,
+    problem_response,
+    read_body,
+)
 from emulator.http.hosts import urls_of
 
 # Files never change once written, so clients may keep them.
@@ -56,7 +64,7 @@ async def upload(request: Request) -> Response:
         await _receive_into(request, writer)
         stored = files.commit(key, writer, content_type, file_name, _file_url(request, key))
     except HTTPProblem as problem:
-        return problem.response()
+        return problem_response(problem)
     except StorageError as exc:
         return _problem(exc)
     return json_response(
@@ -75,7 +83,7 @@ async def upload_multipart(request: Request) -> Response:
     try:
         authenticate(request, emulator)
     except HTTPProblem as problem:
-        return problem.response()
+        return problem_response(problem)
     content_type = request.headers.get("content-type") or "application/octet-stream"
     pending = emulator.files.initiate(content_type, request.headers.get("x-fal-file-name"), multipart=True)
     pending.url = _file_url(request, pending.key)
@@ -103,7 +111,7 @@ async def put_upload(request: Request) -> Response:
         stored = files.commit(pending.key, writer, content_type, pending.file_name, pending.url)
         files.finish_single(pending)
     except HTTPProblem as problem:
-        return problem.response()
+        return problem_response(problem)
     except StorageError as exc:
         return _problem(exc)
     return json_response({"file_url": stored.urls[0] if stored.urls else _file_url(request, stored.key)})
@@ -122,7 +130,7 @@ async def put_part(request: Request) -> Response:
         await _receive_into(request, writer)
         etag = files.finish_part(pending, number, writer)
     except HTTPProblem as problem:
-        return problem.response()
+        return problem_response(problem)
     except StorageError as exc:
         return _problem(exc)
     return json_response({"partNumber": number, "etag": etag}, 200, {"etag": f'"{etag}"'})
@@ -138,7 +146,7 @@ async def complete(request: Request) -> Response:
         raw = await read_body(request, emulator.settings.max_body_bytes)
         stored = emulator.files.complete(pending, _part_numbers(raw))
     except HTTPProblem as problem:
-        return problem.response()
+        return problem_response(problem)
     except StorageError as exc:
         return _problem(exc)
     url = stored.urls[0] if stored.urls else _file_url(request, stored.key)
@@ -157,7 +165,7 @@ async def download(request: Request) -> Response:
     """A stored file, with the content type it was uploaded with."""
     stored = emulator_of(request).files.get(request.path_params["key"])
     if stored is None:
-        return not_found("File not found").response()
+        return problem_response(not_found("File not found"))
     return FileResponse(stored.path, media_type=stored.content_type, headers=_FILE_HEADERS)
 
 

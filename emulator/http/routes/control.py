@@ -18,9 +18,9 @@ from emulator.core.fixture_files import FixtureError
 from emulator.core.lifecycle import PROFILES
 from emulator.core.models import JSON, Failure, RequestRecord
 from emulator.core.scheduler import TransitionError
-from emulator.core.service import Emulator
+from emulator.core.service import REQUEST_ACTIONS, Emulator
 from emulator.core.wire import log_entry
-from emulator.http.common import HTTPProblem, emulator_of, json_response
+from emulator.http.common import HTTPProblem, emulator_of, guard, handles, json_response
 
 
 def _bad(message: str) -> HTTPProblem:
@@ -40,20 +40,6 @@ async def _json_body(request: Request) -> JSON:
     return data
 
 
-def guard(request: Request) -> Emulator:
-    """The emulator, once the caller has shown the control token (when one is set)."""
-    emulator = emulator_of(request)
-    token = emulator.settings.control_token
-    if token:
-        given = request.headers.get("x-emulator-token")
-        if given is None:
-            scheme, _, value = request.headers.get("authorization", "").partition(" ")
-            given = value if scheme.lower() == "bearer" else None
-        if given != token:
-            raise HTTPProblem(401, {"detail": "This control API needs the token given by --control-token"})
-    return emulator
-
-
 def _namespace(request: Request, body: JSON | None = None) -> str | None:
     value = (body or {}).get("namespace", request.query_params.get("namespace"))
     if value is not None and not isinstance(value, str):
@@ -69,19 +55,6 @@ def _int_param(request: Request, name: str) -> int | None:
         return int(raw)
     except ValueError as exc:
         raise _bad(f"'{name}' must be an integer, not {raw!r}") from exc
-
-
-def handles(endpoint: Any) -> Any:
-    """Route adapter: render HTTPProblem as JSON."""
-
-    async def run(request: Request) -> Response:
-        try:
-            response: Response = await endpoint(request)
-            return response
-        except HTTPProblem as problem:
-            return problem.response()
-
-    return run
 
 
 async def health(request: Request) -> Response:
@@ -133,15 +106,13 @@ async def patch_config(request: Request) -> Response:
         if not isinstance(body["faults"], list):
             raise _bad("faults must be a list of rules")
         rules = [_rule(raw, _namespace(request, body)) for raw in body["faults"]]
-    # Everything checked: apply.
-    if "profile" in body:
-        emulator.scheduler.profile = PROFILES[body["profile"]]
-    if "runners" in body:
-        emulator.scheduler.set_runners(body["runners"])
-    if "concurrency_limit" in body:
-        emulator.settings = emulator.settings.replace(concurrency_limit=limit)
-    if rules is not None:
-        emulator.faults.replace(rules, _namespace(request, body))
+    emulator.configure(
+        profile=body.get("profile"),
+        runners=body.get("runners"),
+        concurrency_limit=limit if "concurrency_limit" in body else None,
+        faults=rules,
+        namespace=_namespace(request, body),
+    )
     return json_response(_config(emulator))
 
 
@@ -208,12 +179,10 @@ async def list_requests(request: Request) -> Response:
 
 
 def _find(emulator: Emulator, request_id: str, namespace: str | None) -> RequestRecord:
-    names = [namespace] if namespace else [r.namespace for r in emulator.store.records() if r.id == request_id][:1]
-    for name in names:
-        record = emulator.store.get(name, request_id)
-        if record is not None:
-            return record
-    raise HTTPProblem(404, {"detail": f"No request {request_id!r}"})
+    record = emulator.find(request_id, namespace)
+    if record is None:
+        raise HTTPProblem(404, {"detail": f"No request {request_id!r}"})
+    return record
 
 
 async def request_action(request: Request) -> Response:
@@ -221,20 +190,10 @@ async def request_action(request: Request) -> Response:
     body = await _json_body(request)
     record = _find(emulator, request.path_params["request_id"], _namespace(request, body))
     action = request.path_params["action"]
-    scheduler = emulator.scheduler
+    if action not in REQUEST_ACTIONS:
+        raise HTTPProblem(404, {"detail": f"Unknown action {action!r}: start, complete, fail, hold or release"})
     try:
-        if action == "start":
-            scheduler.start(record)
-        elif action == "complete":
-            scheduler.complete(record)
-        elif action == "fail":
-            scheduler.fail(record, _failure(body))
-        elif action == "hold":
-            scheduler.hold(record)
-        elif action == "release":
-            scheduler.release(record)
-        else:
-            raise HTTPProblem(404, {"detail": f"Unknown action {action!r}: start, complete, fail, hold or release"})
+        emulator.act(record, action, _failure(body) if action == "fail" else None)
     except TransitionError as exc:
         raise HTTPProblem(409, {"detail": str(exc)}) from exc
     return json_response(_describe(emulator, record))

@@ -8,13 +8,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from emulator.core.errors import validation_problem
 from emulator.http.common import (
     HTTPProblem,
     authenticate,
     emulator_of,
     json_response,
+    problem_response,
     read_body,
-    validation_problem,
 )
 from emulator.http.hosts import urls_of
 
@@ -49,7 +50,7 @@ async def initiate(request: Request) -> Response:
         multipart = request.url.path.endswith("/initiate-multipart")
         upload = emulator.files.initiate(content_type, file_name, multipart=multipart)
     except HTTPProblem as problem:
-        return problem.response()
+        return problem_response(problem)
     cdn = urls_of(request).cdn
     upload.url = f"{cdn}/files/{upload.key}"
     return json_response({"upload_url": f"{cdn}/uploads/{upload.id}", "file_url": upload.url})
@@ -62,7 +63,7 @@ async def auth_token(request: Request) -> Response:
         authenticate(request, emulator)
         await read_body(request, emulator.settings.max_body_bytes)
     except HTTPProblem as problem:
-        return problem.response()
+        return problem_response(problem)
     token = emulator.files.issue_token()
     return json_response(
         {

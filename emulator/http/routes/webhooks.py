@@ -9,31 +9,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emulator.http.common import HTTPProblem, emulator_of, json_response, read_body
-from emulator.http.routes.control import guard, handles
-from emulator.webhooks import Mode
+from emulator.http.common import HTTPProblem, emulator_of, guard, handles, json_response, read_body
+from emulator.webhooks.model import parse_mode
 
-# Emulator-only header on submit: this request's webhook misbehaves in the named way.
-MODE_HEADER = "x-emulator-webhook-mode"
-_MODES = ", ".join(mode.value for mode in Mode)
 _CONTROL_BODY_LIMIT = 64 * 1024
 
 
 def _invalid(loc: list[str], message: str, value: Any) -> HTTPProblem:
     return HTTPProblem(422, {"detail": [{"loc": loc, "msg": message, "type": "value_error", "input": value}]})
-
-
-def parse_mode(value: Any, loc: list[str]) -> Mode:
-    try:
-        return Mode(value)
-    except ValueError:
-        raise _invalid(loc, f"Input should be one of: {_MODES}", value) from None
-
-
-def mode_header(request: Request) -> Mode | None:
-    """The mode a submit asks for with ``x-emulator-webhook-mode``, if any; 422 for an unknown one."""
-    value = request.headers.get(MODE_HEADER)
-    return None if value is None else parse_mode(value.strip(), ["header", MODE_HEADER])
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
@@ -82,10 +65,14 @@ async def config(request: Request) -> Response:
 
 async def request_mode(request: Request) -> Response:
     """``PUT {"mode": ...}``: the mode for one request's webhook, before that request completes."""
-    webhooks = guard(request).webhooks
-    mode = parse_mode((await _json_object(request)).get("mode"), ["body", "mode"])
+    emulator = guard(request)
+    body = await _json_object(request)
+    mode = parse_mode(body.get("mode"), ["body", "mode"])
     request_id = request.path_params["request_id"]
-    webhooks.set_mode(mode, request_id)
+    record = emulator.find(request_id, request.query_params.get("namespace"))
+    if record is None:
+        raise HTTPProblem(404, {"detail": f"No request {request_id!r}"})
+    record.webhook_mode = mode.value
     return json_response({"request_id": request_id, "mode": mode.value})
 
 
