@@ -53,6 +53,10 @@ class Settings:
     journal_body_bytes: int = 4096
     webhook_time_scale: float = 1.0  # multiplies webhook retry delays and timeouts; 0.001 for CI
     webhook_senders: int = 16  # concurrent webhook POSTs
+    # fal's queue retries a run that failed with 503 or 504 (a runner lost) up to this many times.
+    queue_retries: int = 10
+    # Refuse a queued submit whose body breaks the input schema at once (422), which fal's queue does not do.
+    validate_at_submit: bool = False
     spec_path: Path = field(default=DEFAULT_SPEC_PATH)
     # For the official clients: a TLS port beside the plain one (0 turns it off), and the
     # largest file the storage surface keeps (uploads are not API bodies: max_body_bytes).
@@ -77,6 +81,8 @@ class Settings:
             problems.append("max_body_bytes must be positive")
         if not 0 <= self.webhook_time_scale < float("inf"):
             problems.append(f"webhook_time_scale must be a finite number, 0 or more, not {self.webhook_time_scale}")
+        if self.queue_retries < 0:
+            problems.append("queue_retries cannot be negative")
         if self.webhook_senders < 1:
             problems.append("webhook_senders must be at least 1")
         if not 0 <= self.tls_port <= 65535:
@@ -109,9 +115,9 @@ class Settings:
 
 
 _INTS = {"port", "seed", "runners", "max_body_bytes", "retention_count", "concurrency_limit", "journal_size"}
-_INTS |= {"journal_body_bytes", "webhook_senders", "tls_port", "max_upload_bytes"}
+_INTS |= {"journal_body_bytes", "webhook_senders", "tls_port", "max_upload_bytes", "queue_retries"}
 _FLOATS = {"retention_seconds", "keepalive_seconds", "webhook_time_scale"}
-_BOOLS = {"require_auth"}
+_BOOLS = {"require_auth", "validate_at_submit"}
 
 
 def _parse(name: str, raw: str) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from emulator import Settings, create_app
 from tests.conftest import AUTH
@@ -29,6 +29,9 @@ schema.config.generation.update(max_examples=40, allow_extra_parameters=False)
 # within the call, so a schema-valid request whose URLs do not load (any a generator
 # invents) answers 422 there. Every other check still holds the 422 to the document.
 RUNS_IMAGES = {"POST /run/fal-ai/any-llm/vision", "POST /run/fal-ai/any-llm/vision/stream"}
+# fal's queue does not know an app's schema: a queued body that breaks it is accepted (200) and the
+# request fails with the app's 422 when it runs, so a queued submit does not reject negative data.
+QUEUED = {"POST /fal-ai/any-llm", "POST /fal-ai/any-llm/vision", "POST /fal-ai/any-llm/enterprise"}
 
 
 @schema.parametrize()
@@ -36,4 +39,6 @@ RUNS_IMAGES = {"POST /run/fal-ai/any-llm/vision", "POST /run/fal-ai/any-llm/visi
 def test_api_conforms_to_its_spec(case: schemathesis.Case) -> None:
     """No server errors; status codes, content types, headers and bodies match the spec."""
     excluded = [positive_data_acceptance] if case.operation.label in RUNS_IMAGES else []
+    if case.operation.label in QUEUED:
+        excluded.append(negative_data_rejection)
     case.call_and_validate(headers=AUTH, excluded_checks=excluded)

@@ -21,8 +21,8 @@ async def submit(client: httpx.AsyncClient, prompt: str = "Explain queues", **kw
     return await client.post("/fal-ai/any-llm", json={"prompt": prompt}, **kwargs)  # type: ignore[arg-type]
 
 
-async def rid_of(client: httpx.AsyncClient, prompt: str = "Explain queues") -> str:
-    response = await submit(client, prompt)
+async def rid_of(client: httpx.AsyncClient, prompt: str = "Explain queues", **kwargs: object) -> str:
+    response = await submit(client, prompt, **kwargs)
     assert response.status_code == 200, response.text
     return str(response.json()["request_id"])
 
@@ -99,7 +99,7 @@ async def test_complete_with_error_is_consistent(
 ) -> None:
     """A request that completes with an error reports it the same way in status and result."""
     await next_calls(client, fault={"kind": "complete_with_error", **fault})
-    rid = await rid_of(client)
+    rid = await rid_of(client, headers={"x-fal-no-retry": "1"})
     clock.advance(60)
     status = (await client.get(f"/fal-ai/any-llm/requests/{rid}/status")).json()
     result = await client.get(f"/fal-ai/any-llm/requests/{rid}")
@@ -276,15 +276,21 @@ async def test_two_keys_concurrently_are_isolated(client: httpx.AsyncClient, clo
 
 
 async def test_concurrency_limit_and_queue_length(core: Emulator, clock: ManualClock) -> None:
-    """Over the per-key concurrency limit, submit answers 429; finishing work frees the key again."""
-    limited = Emulator.build(core.settings.replace(concurrency_limit=2, profile="instant"), clock=clock)
+    """Over the per-key concurrency limit, queued requests wait their turn and a sync run answers 429."""
+    limited = Emulator.build(core.settings.replace(concurrency_limit=2, runners=4, profile="realistic"), clock=clock)
     transport = httpx.ASGITransport(app=create_app(emulator=limited))
     async with httpx.AsyncClient(transport=transport, base_url="http://e.test", headers=AUTH) as http:
-        assert [(await submit(http)).status_code for _ in range(3)] == [200, 200, 429]
-        clock.advance(0)
-        assert (await submit(http)).status_code == 200
+        rids = [(await submit(http)).json()["request_id"] for _ in range(3)]
+        clock.advance(0.3)
+        states = [(await http.get(f"/fal-ai/any-llm/requests/{rid}/status")).json() for rid in rids]
+        assert [s["status"] for s in states] == ["IN_PROGRESS", "IN_PROGRESS", "IN_QUEUE"]
+        assert states[2]["queue_position"] == 0
+        refused = await http.post("/run/fal-ai/any-llm", json={"prompt": "x"})
+        assert refused.status_code == 429
         other = await http.post("/fal-ai/any-llm", json={"prompt": "x"}, headers={"Authorization": "Key b:c"})
         assert other.status_code == 200
+        clock.advance(120)
+        assert (await http.get(f"/fal-ai/any-llm/requests/{rids[2]}")).status_code == 200
 
 
 async def test_fixture_outcomes_fail_twice_then_succeed(tmp_path: Path, clock: ManualClock) -> None:
@@ -306,16 +312,20 @@ fixtures:
     async with httpx.AsyncClient(transport=transport, base_url="http://e.test", headers=AUTH) as http:
         codes = []
         for _ in range(4):
-            rid = await rid_of(http, "a flaky prompt")
+            rid = await rid_of(http, "a flaky prompt", headers={"x-fal-no-retry": "yes"})
             clock.advance(4.9)
             assert (await http.get(f"/fal-ai/any-llm/requests/{rid}/status")).json()["status"] == "IN_QUEUE"
             clock.advance(10)
             codes.append((await http.get(f"/fal-ai/any-llm/requests/{rid}")).status_code)
         assert codes == [503, 503, 200, 200]
+        # A reset starts the outcomes again; without x-fal-no-retry the queue retries both failures.
         await http.post("/_emulator/reset", json={"namespace": NS})
         rid = await rid_of(http, "a flaky prompt")
         clock.advance(60)
-        assert (await http.get(f"/fal-ai/any-llm/requests/{rid}")).status_code == 503
+        result = await http.get(f"/fal-ai/any-llm/requests/{rid}")
+        assert (result.status_code, result.json()["output"]) == (200, "third time lucky")
+        retries = (await http.get("/_emulator/journal", params={"method": "RETRY"})).json()["entries"]
+        assert [entry["status"] for entry in retries] == [503, 503]
 
 
 async def test_fixture_faults_apply_to_their_requests(tmp_path: Path, clock: ManualClock) -> None:

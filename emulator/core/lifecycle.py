@@ -33,7 +33,7 @@ _DEFAULT_RATE = 100.0
 
 def billable_units(model: str | None) -> int:
     """Units charged for one request: ten for a premium model, else one."""
-    return 10 if model in PREMIUM_MODELS else 1
+    return 10 if isinstance(model, str) and model in PREMIUM_MODELS else 1
 
 
 @dataclass(frozen=True, slots=True)

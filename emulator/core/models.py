@@ -117,6 +117,10 @@ class RequestRecord:
     # mode, and the fault rules a fixture attached to this request, which go when it goes.
     webhook_mode: str | None = None
     rules: list[Rule] | None = None
+    # The queue's retries still allowed after a runner failure (0 for a sync run or x-fal-no-retry).
+    retries_left: int = 0
+    # fal gives each attempt its own gateway request id; None while it is the request id.
+    gateway_request_id: str | None = None
 
     @property
     def done(self) -> bool:

@@ -36,6 +36,10 @@ class QueueStrategy(Protocol):
         """A runner of this process came free, or the runners were resumed or added."""
         ...
 
+    def requeue(self, lane: Lane, record: RequestRecord) -> bool:
+        """Put a request whose run failed back at its place, to run again; False where that cannot be."""
+        ...
+
     async def start(self, scheduler: Scheduler) -> None:
         """Pick up what the store kept from an earlier run."""
         ...
@@ -57,6 +61,10 @@ class LocalQueue:
 
     def freed(self) -> None:
         """A lane dispatches its own waiting requests when a runner frees: nothing more to do."""
+
+    def requeue(self, lane: Lane, record: RequestRecord) -> bool:
+        lane.enqueue(record)
+        return True
 
     async def start(self, scheduler: Scheduler) -> None:
         scheduler.restore()
@@ -84,6 +92,10 @@ class SharedQueueStrategy:
 
     def freed(self) -> None:
         self.shared.wake()
+
+    def requeue(self, lane: Lane, record: RequestRecord) -> bool:
+        """The shared queue holds a request once, from submit to its first claim: a failed run ends it."""
+        return False
 
     async def start(self, scheduler: Scheduler) -> None:
         # Leases in the shared store hand back what a dead process was running.

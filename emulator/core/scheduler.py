@@ -49,6 +49,10 @@ class Submission:
     webhook_url: str | None = None
     webhook_mode: str | None = None
     action: str = "submit"
+    # Schema errors of a queued body: fal's queue accepts it, and the run fails with a 422.
+    invalid: list[JSON] | None = None
+    # How many times the queue may run it again after a runner failure (503, 504).
+    retries: int = 0
 
 
 class Scheduler:
@@ -65,6 +69,7 @@ class Scheduler:
         ids: IdFactory | None = None,
         faults: Faults | None = None,
         queue: QueueStrategy | None = None,
+        validate: Callable[[str, JSON], list[JSON] | None] | None = None,
     ) -> None:
         if runners < 1:
             raise ValueError("runners must be at least 1")
@@ -76,7 +81,14 @@ class Scheduler:
         self.ids = ids or IdFactory(clock)
         self.faults = faults or Faults()
         self.paused = False
+        # fal's per-key concurrency limit: at most this many of a key's requests run at once (0: no limit).
+        self.concurrency_limit = 0
+        # Checks an input against the endpoint's schema when no answer was planned at submit (a
+        # request restored after a restart, or claimed from a shared queue): its errors, or None.
+        self.validate = validate
         self.on_complete: list[Callable[[RequestRecord], None]] = []
+        # Called when the queue runs a request again after a runner failure, with that failure.
+        self.on_retry: list[Callable[[RequestRecord, Failure], None]] = []
         self._lanes: dict[str, Lane] = {}
         self._waiters: dict[tuple[str, str], list[asyncio.Future[bool]]] = {}
         self._seq = 0
@@ -142,10 +154,14 @@ class Scheduler:
             priority=submission.priority,
             webhook_url=submission.webhook_url,
             webhook_mode=submission.webhook_mode,
-            billable_units=billable_units(submission.input.get("model")),
+            billable_units=0 if submission.invalid else billable_units(submission.input.get("model")),
+            retries_left=submission.retries,
         )
         lane = self._lanes.setdefault(namespace, Lane())
-        answer = self.outputs.answer(submission.endpoint, submission.input, namespace)
+        if submission.invalid:
+            answer = _refused(submission.invalid)
+        else:
+            answer = self.outputs.answer(submission.endpoint, submission.input, namespace)
         if answer.faults:
             # A fixture's rules belong to this request alone: they live on its record and go with it.
             record.rules = [rule.bound(namespace, record.id) for rule in answer.faults]
@@ -198,11 +214,23 @@ class Scheduler:
 
     # -- the shared queue's side (Runners) ------------------------------------------------
 
+    @property
+    def capacity(self) -> int:
+        """How many of one key's requests run at once: the runners, or fewer under a concurrency limit."""
+        limit = self.concurrency_limit
+        return min(self.runners, limit) if limit else self.runners
+
+    def set_concurrency_limit(self, limit: int) -> None:
+        self.concurrency_limit = limit
+        for lane in list(self._lanes.values()):
+            self._dispatch(lane)
+        self.queue.freed()
+
     def free_slots(self, namespace: str) -> int:
         if self.paused:
             return 0
         lane = self._lanes.get(namespace)
-        return self.runners - (0 if lane is None else lane.busy)
+        return self.capacity - (0 if lane is None else lane.busy)
 
     def is_local(self, record: RequestRecord) -> bool:
         lane = self._lanes.get(record.namespace)
@@ -392,7 +420,7 @@ class Scheduler:
                 future.set_result(True)
 
     def _dispatch(self, lane: Lane) -> None:
-        while not self.paused and lane.busy < self.runners:
+        while not self.paused and lane.busy < self.capacity:
             record = lane.pop_next()
             if record is None:
                 return
@@ -411,9 +439,7 @@ class Scheduler:
             lane.enqueue(record)
             self._dispatch(lane)
             return
-        answer = lane.answers.pop(record.id, None) or self.outputs.answer(
-            record.endpoint, record.input, record.namespace
-        )
+        answer = lane.answers.pop(record.id, None) or self._answer_now(lane, record)
         record.plan = make_plan(answer, self.profile, record.input.get("model"))
         record.state = State.IN_PROGRESS
         record.started_at = self.clock.now()
@@ -453,15 +479,69 @@ class Scheduler:
         if lane is not None and record.state is State.IN_PROGRESS and self._apply_logs(lane, record, offset):
             self._touch(record)
 
+    def _answer_now(self, lane: Lane, record: RequestRecord) -> Answer:
+        """The answer of a request that had none planned: restored, claimed, or run again after a failure."""
+        if self.validate is not None:
+            errors = self.validate(record.endpoint, record.input)
+            if errors:
+                return _refused(errors)
+        answer = self.outputs.answer(record.endpoint, record.input, record.namespace)
+        # A fault rule that fired on an earlier attempt (times: N) may fire on this one too.
+        fault = self.faults.match(
+            "submit",
+            record.namespace,
+            endpoint=record.endpoint,
+            request_id=record.id,
+            kinds=LIFECYCLE_KINDS,
+            scoped=record.rules,
+        )
+        return _apply_lifecycle_fault(answer, fault, lane, record)
+
     def _complete(self, record: RequestRecord) -> None:
         lane = self._lanes.get(record.namespace)
         if lane is None or record.state is not State.IN_PROGRESS or record.plan is None:
             return
         self._apply_logs(lane, record, float("inf"))
-        if record.plan.failure is not None:
-            self._finish(record, record.plan.failure)
-        else:
+        failure = record.plan.failure
+        if failure is None:
             self._finish(record, None, record.plan.output)
+        elif self._retryable(record, failure) and self.queue.requeue(lane, record):
+            self._retry(lane, record, failure)
+        else:
+            self._finish(record, failure)
+
+    def _retryable(self, record: RequestRecord, failure: Failure) -> bool:
+        """fal's queue runs a request again when its runner answered 503 or 504 (not the caller's own
+        start deadline), while retries are left and the start deadline has not passed."""
+        if record.retries_left <= 0 or failure.status_code not in (503, 504):
+            return False
+        if failure.error_type == REQUEST_TIMEOUT.error_type:
+            return False
+        return record.deadline is None or self.clock.now() < record.deadline
+
+    def _retry(self, lane: Lane, record: RequestRecord, failure: Failure) -> None:
+        """Back to the queue's head on a new runner, with a new gateway request id; the logs so far stay."""
+        lane.running.pop(record.id, None)
+        lane.cancel_timers(record)
+        lane.logs_applied.pop(record.id, None)
+        now = self.clock.now()
+        record.retries_left -= 1
+        previous = record.gateway_request_id or record.id
+        record.gateway_request_id = self.ids.new()
+        record.logs.append(
+            LogLine(
+                f"{failure.message}; the queue runs the request again on a new runner "
+                f"(gateway request {record.gateway_request_id}, after {previous})",
+                "WARN",
+                now,
+            )
+        )
+        record.state = State.IN_QUEUE
+        record.started_at = record.plan = record.paused_at = None
+        for listener in self.on_retry:
+            listener(record, failure)
+        self._touch(record)
+        self._dispatch(lane)
 
     def _expire(self, record: RequestRecord) -> None:
         """A start deadline passed: a request still waiting ends with request_timeout."""
@@ -517,3 +597,8 @@ def _apply_lifecycle_fault(answer: Answer, fault: Fault | None, lane: Lane, reco
     # Lost mid-run: half the answer streams, then the error.
     tokens = split_tokens(answer.text)
     return dataclasses.replace(answer, text="".join(tokens[: len(tokens) // 2]), failure=failure)
+
+
+def _refused(errors: list[JSON]) -> Answer:
+    """The answer of an input the app refuses: a 422 with FastAPI's details, before the first token."""
+    return Answer("", failure=Failure(422, errors))

@@ -8,6 +8,8 @@ serialises.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +138,7 @@ class Emulator:
         faults = Faults(settings.seed)
         shared = backend.shared
         scheduler = Scheduler(
+            validate=functools.partial(_schema_errors, spec),
             clock=clock,
             store=backend.records,
             outputs=outputs,
@@ -145,6 +148,7 @@ class Emulator:
             faults=faults,
             queue=LocalQueue() if shared is None else SharedQueueStrategy(shared),
         )
+        scheduler.concurrency_limit = settings.concurrency_limit
         journal = Journal(settings.journal_size, settings.journal_body_bytes)
         webhooks = Webhooks.build(
             data_dir,
@@ -159,6 +163,7 @@ class Emulator:
             webhooks.dispatcher.on_settled.append(
                 lambda delivery: outbox.webhook_settled(delivery.user_id, delivery.request_id)
             )
+        scheduler.on_retry.append(functools.partial(_journal_retry, journal, clock))
         return cls(settings, spec, clock, backend, outputs, scheduler, faults, journal, webhooks, files)
 
     @property
@@ -198,9 +203,12 @@ class Emulator:
         return await self._on_request(call, fault)
 
     async def _submit(self, call: Call) -> Reply:
-        params, body = self._validated(call)
+        # fal's queue does not know the app's schema: a body that breaks it is accepted, and the
+        # request fails with the app's 422 when it runs (unless the early check is asked for).
+        params, body, invalid = self._checked(call)
+        if invalid and self.settings.validate_at_submit:
+            raise validation_problem(invalid)
         namespace = call.namespace
-        self._check_concurrency(namespace)
         max_length = params.get("fal_max_queue_length")
         scheduler = self.scheduler
         if isinstance(max_length, int):
@@ -221,6 +229,8 @@ class Emulator:
                 timeout=_timeout(params),
                 webhook_url=webhook if isinstance(webhook, str) else None,
                 webhook_mode=None if mode is None else parse_mode(mode.strip(), ["header", WEBHOOK_MODE_HEADER]).value,
+                invalid=invalid or None,
+                retries=0 if _no_retry(call.headers) else self.settings.queue_retries,
             ),
         )
         # Accepted means kept: a durable or shared store has the request before the client hears so.
@@ -280,8 +290,14 @@ class Emulator:
         return Reply(_CANCEL_CODES[outcome], {"status": outcome.value, "detail": _CANCEL_DETAILS[outcome]}, headers)
 
     async def _run(self, call: Call, fault: Fault | None) -> Reply:
-        """A synchronous run: the output when it completes, or its output streamed as it is written."""
-        params, body = self._validated(call)
+        """A synchronous run: the output when it completes, or its output streamed as it is written.
+
+        fal runs these without its queue: the input is checked at once, a key over its concurrency
+        limit is refused, and a failed run is not tried again.
+        """
+        params, body, invalid = self._checked(call)
+        if invalid:
+            raise validation_problem(invalid)
         self._check_concurrency(call.namespace)
         scheduler = self.scheduler
         record = scheduler.submit(
@@ -355,14 +371,18 @@ class Emulator:
         assert operation is not None, f"openapi.yaml declares no {action} operation for {endpoint}"
         return operation
 
-    def _validated(self, call: Call) -> tuple[JSON, JSON]:
-        """Parameters and body of a submit or run, checked against the document; 422 otherwise."""
+    def _checked(self, call: Call) -> tuple[JSON, JSON, list[JSON]]:
+        """Parameters and body of a submit or run, checked against the document.
+
+        Bad parameters, or a body that is no JSON object, answer 422 at once; the body's schema
+        errors are returned, for the caller to refuse now or when the request runs.
+        """
         operation = self._operation(call.action, call.endpoint)
         params, errors = operation.validate_parameters(call.query, call.headers)
         body, body_errors = operation.validate_body(call.body)
-        if errors or body_errors:
+        if errors or any(_whole_body(error) for error in body_errors):
             raise validation_problem(errors + body_errors)
-        return params, body
+        return params, body, body_errors
 
     def _parameters(self, call: Call, action: str) -> JSON:
         operation = self.spec.operation(action)
@@ -374,7 +394,8 @@ class Emulator:
         return params
 
     def _check_concurrency(self, namespace: str) -> None:
-        """fal's per-key concurrency limit: 429 while this key has that many requests in flight."""
+        """fal's per-key concurrency limit for a sync run: 429 while this key has that many requests in
+        flight (queued requests wait their turn instead)."""
         limit = self.settings.concurrency_limit
         if limit and self.scheduler.in_flight(namespace) >= limit:
             raise Problem(
@@ -401,6 +422,7 @@ class Emulator:
             self.scheduler.set_runners(runners)
         if concurrency_limit is not None:
             self.settings = self.settings.replace(concurrency_limit=concurrency_limit)
+            self.scheduler.set_concurrency_limit(concurrency_limit)
         if faults is not None:
             self.faults.replace(faults, namespace)
 
@@ -494,3 +516,43 @@ def _wants_logs(params: JSON) -> bool:
 
 def _logs(record: RequestRecord, params: JSON) -> list[Any] | None:
     return list(record.logs) if _wants_logs(params) else None
+
+
+def _whole_body(error: JSON) -> bool:
+    """An error about the body as a whole (not JSON, not an object, missing), not one of its fields."""
+    return error["type"] == "json_invalid" or len(error["loc"]) < 2
+
+
+_YES = frozenset({"1", "true", "yes"})
+
+
+def _no_retry(headers: Mapping[str, str]) -> bool:
+    """``x-fal-no-retry: 1|true|yes`` turns the queue's retries off for one request."""
+    return headers.get("x-fal-no-retry", "").strip().lower() in _YES
+
+
+def _schema_errors(spec: Spec, endpoint: str, data: JSON) -> list[JSON] | None:
+    """A stored input checked against its endpoint's schema again (a restored or claimed request)."""
+    operation = spec.operation("submit", endpoint)
+    if operation is None:
+        return None
+    _, errors = operation.validate_body(json.dumps(data).encode())
+    return errors or None
+
+
+def _journal_retry(journal: Journal, clock: Clock, record: RequestRecord, failure: Failure) -> None:
+    """The journal shows each run the queue tried again, with the gateway request id of the next attempt."""
+    if not journal.enabled:
+        return
+    body = json.dumps({"error": failure.message, "next_gateway_request_id": record.gateway_request_id}).encode()
+    entry = journal.record(
+        time=clock.now(),
+        namespace=record.namespace,
+        method="RETRY",
+        path=f"/{record.endpoint}/requests/{record.id}",
+        query="",
+        headers={},
+        body=body,
+    )
+    entry.status = failure.status_code
+    entry.request_id = record.id

@@ -46,7 +46,7 @@ def status_body(
     body: JSON = {
         "status": record.state.value,
         "request_id": record.id,
-        "gateway_request_id": record.id,
+        "gateway_request_id": record.gateway_request_id or record.id,
         **request_urls(record, base_url),
         "logs": None if logs is None else [log_entry(line) for line in logs],
         "metrics": {},

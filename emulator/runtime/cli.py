@@ -92,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="where requests are kept: 'memory' (default), 'sqlite:///path/to/file.db' to survive "
         f"restarts, 'redis://host:port/db' to share one queue between processes {_env_help('store')}",
     )
+    serve.add_argument(
+        "--queue-retries",
+        type=int,
+        help="times the queue runs a request again after a runner failure (503, 504), as fal does; "
+        f"x-fal-no-retry turns it off per request; default 10 {_env_help('queue_retries')}",
+    )
+    serve.add_argument(
+        "--validate-at-submit",
+        action="store_const",
+        const=True,
+        help="answer 422 to a queued submit whose body breaks the input schema (fal's queue accepts it "
+        f"and the request fails when it runs) {_env_help('validate_at_submit')}=1",
+    )
     serve.add_argument("--access-log", action="store_true", help="log every request (slower)")
     _add_client_options(serve)
     serve.add_argument(
@@ -147,6 +160,8 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         "tls_port": args.tls_port,
         "data_dir": args.data_dir,
         "max_upload_bytes": args.max_upload_bytes,
+        "queue_retries": args.queue_retries,
+        "validate_at_submit": args.validate_at_submit,
     }
     return Settings.from_env(environ, **overrides)
 

@@ -69,6 +69,8 @@ def encode(record: RequestRecord) -> str:
         "failure": _failure_json(record.failure),
         "paused_at": record.paused_at,
         "version": record.version,
+        "gateway_request_id": record.gateway_request_id,
+        "retries_left": record.retries_left,
     }
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
@@ -97,4 +99,6 @@ def decode(text: str | bytes) -> RequestRecord:
         failure=_failure(data["failure"]),
         paused_at=data["paused_at"],
         version=data["version"],
+        gateway_request_id=data.get("gateway_request_id"),
+        retries_left=data.get("retries_left", 0),
     )

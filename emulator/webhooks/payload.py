@@ -15,7 +15,7 @@ PAYLOAD_ERROR = (
 
 def webhook_payload(record: RequestRecord) -> JSON:
     """``request_id``, ``gateway_request_id``, ``status`` OK or ERROR, ``payload`` and ``error``."""
-    body: JSON = {"request_id": record.id, "gateway_request_id": record.id}
+    body: JSON = {"request_id": record.id, "gateway_request_id": record.gateway_request_id or record.id}
     if record.failure is None:
         body.update(status="OK", payload=record.output, error=None)
     else:

@@ -110,12 +110,24 @@ describe("run and stream", () => {
 });
 
 describe("errors", () => {
-  test("invalid input at submit is a ValidationError with the field errors", async () => {
-    await assert.rejects(fal.queue.submit(APP, { input: { temperature: 3 } }), (error) => {
+  test("invalid input is accepted by the queue, and its result is a ValidationError with the field errors", async () => {
+    const { request_id: requestId, status } = await fal.queue.submit(APP, { input: { temperature: 3 } });
+    assert.equal(status, "IN_QUEUE");
+    await fal.queue.subscribeToStatus(APP, { requestId, mode: "polling", pollInterval: 20 });
+    await assert.rejects(fal.queue.result(APP, { requestId }), (error) => {
       assert.ok(error instanceof ValidationError);
       assert.equal(error.status, 422);
       assert.deepEqual(error.getFieldErrors("prompt").map((e) => e.type), ["missing"]);
       assert.deepEqual(error.getFieldErrors("temperature").map((e) => e.type), ["less_than_equal"]);
+      return true;
+    });
+  });
+
+  test("invalid input to a sync run is a ValidationError at once", async () => {
+    await assert.rejects(fal.run(APP, { input: { temperature: 3 } }), (error) => {
+      assert.ok(error instanceof ValidationError);
+      assert.equal(error.status, 422);
+      assert.deepEqual(error.getFieldErrors("prompt").map((e) => e.type), ["missing"]);
       return true;
     });
   });
