@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import httpx
@@ -60,7 +59,7 @@ class Emulator:
         spec = spec or Spec.load(settings.spec_path)
         # Uploaded files (the storage surfaces) live in the data directory; nothing is written until an upload.
         files = Storage(
-            settings.resolved_data_dir(os.environ) / "storage", clock=clock, max_bytes=settings.max_upload_bytes
+            settings.data_dir / "storage", clock=clock, max_bytes=settings.max_upload_bytes
         )
         outputs = Outputs(
             load_fixtures(settings.fixtures), seed=settings.seed, checks=[ImageUrlCheck(files, [settings.host])]
@@ -77,7 +76,7 @@ class Emulator:
         )
         journal = Journal(settings.journal_size, settings.journal_body_bytes)
         webhooks = Webhooks.build(
-            settings.resolved_data_dir(os.environ),
+            settings.data_dir,
             clock=clock,
             senders=settings.webhook_senders,
             time_scale=settings.webhook_time_scale,
