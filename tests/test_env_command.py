@@ -11,10 +11,9 @@ import pytest
 
 from emulator.config import Settings
 from emulator.runtime.cli import main
-from emulator.runtime.testing import ServerThread, bind_loopback, serve_in_thread
 from emulator.runtime.client import point_fal_client
+from emulator.runtime.testing import ServerThread, bind_loopback, serve_in_thread
 from tests.processes import parse_exports
-
 
 pytestmark = pytest.mark.socket
 

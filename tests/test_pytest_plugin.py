@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.process
 
-USER_TESTS = '''
+USER_TESTS = """
 import os
 
 import certifi
@@ -30,7 +30,7 @@ def test_with_the_emulator_sees_the_emulators(emulator):
 def test_after_sees_its_own_environment_again():
     assert os.environ["SSL_CERT_FILE"] == certifi.where()
     assert os.environ["FAL_KEY"] == "users-own:key"
-'''
+"""
 
 
 def test_the_plugin_sets_fal_key_and_ssl_cert_file_only_for_tests_that_use_it(tmp_path: Path) -> None:

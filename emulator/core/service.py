@@ -58,9 +58,7 @@ class Emulator:
             )
         spec = spec or Spec.load(settings.spec_path)
         # Uploaded files (the storage surfaces) live in the data directory; nothing is written until an upload.
-        files = Storage(
-            settings.data_dir / "storage", clock=clock, max_bytes=settings.max_upload_bytes
-        )
+        files = Storage(settings.data_dir / "storage", clock=clock, max_bytes=settings.max_upload_bytes)
         outputs = Outputs(
             load_fixtures(settings.fixtures), seed=settings.seed, checks=[ImageUrlCheck(files, [settings.host])]
         )

@@ -72,14 +72,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._in_body = False
 
     def data_received(self, data: bytes) -> None:
-        if self._in_body:
-            super().data_received(data)
-            return
-        # Counted per read, not per byte of head: a read that ends the head may hold some body too.
-        self._head_bytes += len(data)
+        if not self._in_body:
+            # Counted before parsing, so an oversized head is never buffered whole. (A head whose
+            # blank line straddles two reads counts the second read whole: a little over, never under.)
+            end = data.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else end + 4
+            if self._head_bytes > self._head_limit:
+                self._send_431()
+                return
         super().data_received(data)
-        if not self._in_body and self._head_bytes > self._head_limit and not self.transport.is_closing():
-            self._send_431()
 
     def on_headers_complete(self) -> None:
         self._in_body = True
@@ -91,6 +92,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
 
     def _send_431(self) -> None:
+        self._in_body = True  # nothing more is parsed on this connection
         self.transport.write(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TOO_LARGE), _TOO_LARGE)
