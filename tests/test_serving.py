@@ -67,11 +67,13 @@ def test_a_whole_request_head_over_the_limit_is_answered_431_on_uvicorn(tmp_path
 async def test_draining_answers_a_waiting_call_503_and_ends_a_stream() -> None:
     """drain() ends a call that has not answered with a 503 saying why, and a started stream with its last chunk."""
     forever = asyncio.Event()
+    reached = {"/wait": asyncio.Event(), "/stream": asyncio.Event()}
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["path"] == "/stream":
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        reached[scope["path"]].set()
         await forever.wait()
 
     draining = Draining(app)
@@ -84,8 +86,8 @@ async def test_draining_answers_a_waiting_call_503_and_ends_a_stream() -> None:
         await draining({"type": "http", "path": path}, receive=None, send=send)  # type: ignore[arg-type]
 
     calls = [asyncio.ensure_future(call(path)) for path in sent]
-    while len(draining.calls) < 2 or not sent["/stream"]:
-        await asyncio.sleep(0)
+    for event in reached.values():
+        await asyncio.wait_for(event.wait(), 5)
     assert draining.counts() == (1, 1)
     draining.drain()
     await asyncio.wait_for(asyncio.gather(*calls), 5)
