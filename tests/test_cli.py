@@ -45,6 +45,7 @@ def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
         Settings.from_env(env)
 
 
+@pytest.mark.process
 def test_a_bad_fixture_file_stops_the_server_with_its_path(tmp_path: Path) -> None:
     """Starting with an invalid fixture file exits 2 naming the file, without a traceback."""
     bad = tmp_path / "broken.yaml"

@@ -75,6 +75,7 @@ def test_the_bundle_is_the_ca_plus_the_public_roots(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+@pytest.mark.process
 def test_both_servers_serve_http_and_https_at_once(tmp_path: Path, server: str) -> None:
     """One process answers plain http on --port and https on --tls-port, with a certificate the bundle trusts."""
     with emulator_process(tmp_path, ["--profile", "instant", "--server", server]) as emulator:
@@ -86,6 +87,7 @@ def test_both_servers_serve_http_and_https_at_once(tmp_path: Path, server: str) 
     assert output[-1]["output"] == "echo: both ways"
 
 
+@pytest.mark.process
 def test_a_busy_tls_port_stops_serve_with_a_clear_message(tmp_path: Path) -> None:
     """If --tls-port is taken, serve exits 2 naming the address and the option, without a traceback."""
     with socket.socket() as busy:

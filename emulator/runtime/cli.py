@@ -18,6 +18,7 @@ from emulator.core.fixture_files import FixtureError
 from emulator.store import StoreError
 
 PROG = "any-llm-emulator"
+TABLE_HEAD = "| Option |"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
             _add_option(serve, option)
         if "env" in option.spec.commands:
             _add_option(env, option)
-    commands.add_parser("options-table", help="print the Markdown table of every option (docs/options.md)")
+    table = commands.add_parser("options-table", help="print the Markdown table of every option (docs/options.md)")
+    table.add_argument("--update", type=Path, metavar="FILE", help="replace the table at the end of FILE instead")
     return parser
 
 
@@ -103,7 +105,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     try:
         if args.command == "options-table":
-            print(options_table(), end="")
+            if args.update is None:
+                print(options_table(), end="")
+            else:
+                text = args.update.read_text()
+                args.update.write_text(text[: text.index(TABLE_HEAD)] + options_table())
             return 0
         settings = settings_from(args, environ)
         if args.command == "env":
