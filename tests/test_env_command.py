@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from emulator.config import Settings
 from emulator.runtime.cli import main
 from emulator.runtime.client import point_fal_client
+from emulator.runtime.clientenv import banner, env_command
 from emulator.runtime.testing import ServerThread, bind_loopback, serve_in_thread
 from tests.processes import parse_exports
 
@@ -116,3 +118,14 @@ def test_point_fal_client_without_the_environment_says_what_to_do() -> None:
     """Without FAL_QUEUE_RUN_HOST or a base URL the helper explains how to get one."""
     with pytest.raises(RuntimeError, match=r'eval "\$\(any-llm-emulator env\)"'):
         point_fal_client(environ={})
+
+
+def test_the_banner_prints_the_exact_env_line_of_this_installation(tmp_path: Path) -> None:
+    """serve's banner names this venv's script and the non-default options env needs to find the server."""
+    settings = Settings(port=9000, tls_port=9443, control_token="t0k", data_dir=tmp_path)
+    script = Path(sys.executable).parent / "any-llm-emulator"
+    assert script.exists()
+    expected = f"{script} env --port 9000 --control-token t0k"
+    assert env_command(settings) == expected
+    assert f'eval "$({expected})"' in banner(settings, tmp_path / "tls" / "ca-bundle.pem")
+    assert env_command(Settings(data_dir=tmp_path)) == f"{script} env"

@@ -10,10 +10,11 @@ answered yet gets a 503 saying the emulator is stopping; a stream that started g
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import contextlib
+from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 STOPPING = {
     "detail": "The emulator is shutting down; this request was not finished. Retry against a running emulator.",
@@ -21,28 +22,25 @@ STOPPING = {
 }
 
 
-@dataclass(slots=True, eq=False)
-class _Call:
-    task: asyncio.Task[object] | None
-    started: bool = False  # the response head was sent
-    finished: bool = False  # the last body chunk was sent
-    drained: bool = False
-
-
 class Draining:
-    """An ASGI wrapper that can end every open HTTP call; a stopped wrapper answers new calls 503."""
+    """An ASGI wrapper that can end every open HTTP call; once draining, it answers new calls 503.
+
+    Per call it only notes the running task (the hot path pays a set insertion, no wrapped
+    ``send``); whether a drained call had started its answer is learnt from the server, which
+    refuses a second response start.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.calls: set[_Call] = set()
+        self.calls: set[asyncio.Task[Any]] = set()
+        self.drained: set[asyncio.Task[Any]] = set()
         self.stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def counts(self) -> tuple[int, int]:
-        """How many open calls are waiting for an answer, and how many are streaming one."""
-        streaming = sum(1 for call in self.calls if call.started)
-        return len(self.calls) - streaming, streaming
+    def open_calls(self) -> int:
+        """How many calls are open: waiting for their answer, or streaming it."""
+        return len(self.calls)
 
     async def idle(self) -> None:
         """Return once no call is open."""
@@ -51,10 +49,9 @@ class Draining:
     def drain(self) -> None:
         """End every open call: 503 for those not answered yet, the last chunk for streams."""
         self.stopping = True
-        for call in self.calls:
-            if not call.drained and call.task is not None:
-                call.drained = True
-                call.task.cancel()
+        for task in self.calls - self.drained:
+            self.drained.add(task)
+            task.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,35 +60,35 @@ class Draining:
         if self.stopping:
             await _send_503(send)
             return
-        call = _Call(asyncio.current_task())
-
-        async def tracked(message: Message) -> None:
-            if call.drained:
-                return  # the app is being cancelled; its last words go nowhere
-            kind = message["type"]
-            if kind == "http.response.start":
-                call.started = True
-            elif kind == "http.response.body" and not message.get("more_body", False):
-                call.finished = True
-            await send(message)
-
-        self.calls.add(call)
+        task = asyncio.current_task()
+        if task is None:  # not run by an asyncio server: nothing to drain
+            await self.app(scope, receive, send)
+            return
+        calls = self.calls
+        calls.add(task)
         self._idle.clear()
         try:
-            await self.app(scope, receive, tracked)
+            await self.app(scope, receive, send)
         except asyncio.CancelledError:
-            if not call.drained or call.task is None:
+            if task not in self.drained:
                 raise
             # Our own cancellation: the call is answered here instead, and the task goes on.
-            call.task.uncancel()
-            if not call.started:
-                await _send_503(send)
-            elif not call.finished:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            task.uncancel()
+            await _finish(send)
         finally:
-            self.calls.discard(call)
-            if not self.calls:
+            calls.discard(task)
+            self.drained.discard(task)
+            if not calls:
                 self._idle.set()
+
+
+async def _finish(send: Send) -> None:
+    """A 503 if the call had not answered; else the empty last chunk that ends its stream."""
+    try:
+        await _send_503(send)
+    except Exception:  # the server refuses a second start: the answer had begun
+        with contextlib.suppress(Exception):  # or it had ended: nothing left to close
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _send_503(send: Send) -> None:

@@ -206,12 +206,11 @@ class Runner:
             self._now.set()
 
     async def _wind_down(self) -> None:
-        waiting, streaming = self.draining.counts()
-        if (waiting or streaming) and not self._now.is_set():
-            seconds = self.settings.shutdown_seconds
+        open_calls = self.draining.open_calls()
+        if open_calls and not self._now.is_set():
             self.announce(
-                f"stopping: waiting up to {seconds:g}s for {waiting} call(s) awaiting an answer and "
-                f"{streaming} open stream(s); Ctrl-C again to stop now"
+                f"stopping: waiting up to {self.settings.shutdown_seconds:g}s for {open_calls} open call(s) "
+                "(answers still due and open streams); Ctrl-C again to stop now"
             )
         idle = asyncio.ensure_future(self.draining.idle())
         now = asyncio.ensure_future(self._now.wait())
