@@ -148,6 +148,7 @@ class Settings:
         default_text="the bundled openapi.yaml",
         flag="--spec",
         metavar="FILE",
+        legacy_env=("SPEC_PATH",),
     )
     access_log: bool = _option(False, "log every request (slower)")
     shutdown_seconds: float = _option(

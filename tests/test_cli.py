@@ -92,11 +92,12 @@ def test_each_option_is_set_by_its_variable_and_by_its_flag(option: Option) -> N
     assert getattr(from_flag, option.field) == getattr(from_env, option.field)
 
 
-def test_no_auth_follows_the_naming_rule_and_the_old_variable_still_works() -> None:
-    """ANY_LLM_EMULATOR_NO_AUTH=1 is --no-auth; ANY_LLM_EMULATOR_REQUIRE_AUTH=0 keeps working."""
+def test_no_auth_follows_the_naming_rule_and_the_old_variables_still_work() -> None:
+    """ANY_LLM_EMULATOR_NO_AUTH=1 is --no-auth; the older REQUIRE_AUTH=0 and SPEC_PATH keep working."""
     assert Settings.from_env({"ANY_LLM_EMULATOR_NO_AUTH": "1"}).require_auth is False
     assert Settings.from_env({"ANY_LLM_EMULATOR_NO_AUTH": "0"}).require_auth is True
     assert Settings.from_env({"ANY_LLM_EMULATOR_REQUIRE_AUTH": "0"}).require_auth is False
+    assert Settings.from_env({"ANY_LLM_EMULATOR_SPEC_PATH": "/tmp/x.yaml"}).spec_path == Path("/tmp/x.yaml")
 
 
 def test_help_names_every_flag_and_variable(capsys: pytest.CaptureFixture[str]) -> None:
