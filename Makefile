@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 ARGS ?=
 
-.PHONY: install test-deps js-deps redis-server run test bench soak lint clean
+.PHONY: install test-deps dev-deps js-deps redis-server run test test-fast bench soak lint options-table clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,13 @@ test-deps: $(VENV)/.test-installed
 
 $(VENV)/.test-installed: $(VENV)/.installed
 	$(PIP) -e '.[test]'
+	touch $@
+
+# Lint and type-check tools (ruff, mypy, stubs) on top of the test dependencies mypy checks against.
+dev-deps: $(VENV)/.dev-installed
+
+$(VENV)/.dev-installed: $(VENV)/.test-installed
+	$(PIP) -e '.[dev]'
 	touch $@
 
 # The JS client suite (tests/js) needs @fal-ai/client, installed from the committed lock file.
@@ -35,6 +42,10 @@ redis-server:
 run: install
 	$(VENV)/bin/any-llm-emulator serve $(ARGS)
 
+# The in-process suite only: no sockets, processes, Redis, node or browser (see the markers in pyproject.toml).
+test-fast: test-deps
+	$(PY) -m pytest -q -m "not (socket or process or redis or js or browser)" $(ARGS)
+
 test: test-deps js-deps redis-server
 	$(PY) -m pytest $(ARGS)
 	# The plugin example, as a user's project runs it: its own pytest.ini, two xdist workers.
@@ -44,15 +55,19 @@ bench: test-deps
 	$(PY) bench/run.py $(ARGS)
 	$(PY) bench/webhooks.py
 
-# Steady lifecycle load for SOAK seconds (issue 6 asks for 600), reporting the server's RSS slope.
+# Steady lifecycle load for SOAK seconds, reporting the server's RSS slope.
 SOAK ?= 600
 soak: test-deps
 	$(PY) bench/run.py --skip-throughput --streams 0 --soak $(SOAK) $(ARGS)
 
-lint: test-deps
+lint: dev-deps
 	$(VENV)/bin/ruff check emulator tests bench
 	$(VENV)/bin/ruff format --check emulator tests bench
 	$(VENV)/bin/mypy
+
+# Regenerate the options table in docs/options.md from the one declaration (emulator/config.py).
+options-table: install
+	$(PY) -m emulator.runtime.cli options-table --update docs/options.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules

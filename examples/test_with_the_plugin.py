@@ -32,13 +32,19 @@ def test_summarise_survives_a_rate_limit(emulator) -> None:  # type: ignore[no-u
     assert [e["status"] for e in emulator.journal(method="POST")] == [429, 429, 200]
 
 
-def test_summarise_reports_a_lost_runner(emulator) -> None:  # type: ignore[no-untyped-def]
-    """A runner lost mid-run surfaces as FalClientHTTPError with fal's error type."""
+def test_summarise_survives_a_lost_runner(emulator) -> None:  # type: ignore[no-untyped-def]
+    """A runner lost mid-run is retried by fal's queue: the app still gets its answer."""
     emulator.fail_next(kind="complete_with_error", error_type="runner_disconnected")
+    assert summarise("unlucky") == "echo: unlucky"
+    assert [e["status"] for e in emulator.journal(method="RETRY")] == [503]
+
+
+def test_summarise_reports_a_failed_app(emulator) -> None:  # type: ignore[no-untyped-def]
+    """An app that answers 500 is not retried: FalClientHTTPError with its status."""
+    emulator.fail_next(kind="complete_with_error", status=500, detail="model crashed")
     with pytest.raises(fal_client.FalClientHTTPError) as caught:
         summarise("unlucky")
-    assert caught.value.status_code == 503
-    assert caught.value.error_type == "runner_disconnected"
+    assert caught.value.status_code == 500
 
 
 def test_each_test_starts_clean(emulator) -> None:  # type: ignore[no-untyped-def]

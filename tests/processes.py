@@ -42,7 +42,7 @@ class EmulatorProcess:
         return f"https://127.0.0.1:{self.tls_port}"
 
     def env_lines(self) -> str:
-        """What ``any-llm-emulator env`` prints for this server, given the same options."""
+        """What ``any-llm-emulator env`` prints for this server, which it asks for its ports and CA bundle."""
         argv = [sys.executable, "-m", "emulator", "env", *self._address_options()]
         return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60, cwd=ROOT).stdout
 
@@ -52,8 +52,7 @@ class EmulatorProcess:
         return {**base, **parse_exports(self.env_lines())}
 
     def _address_options(self) -> list[str]:
-        ports = ["--port", str(self.port), "--tls-port", str(self.tls_port)]
-        return ["--host", "127.0.0.1", *ports, "--data-dir", str(self.data_dir)]
+        return ["--host", "127.0.0.1", "--port", str(self.port)]
 
 
 def parse_exports(script: str) -> dict[str, str]:

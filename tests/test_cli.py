@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from emulator.config import Settings, SettingsError
+from emulator.config import OPTIONS, Option, Settings, SettingsError, options_table
 from emulator.runtime.cli import build_parser, main, settings_from
 
 
@@ -44,6 +45,7 @@ def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
         Settings.from_env(env)
 
 
+@pytest.mark.process
 def test_a_bad_fixture_file_stops_the_server_with_its_path(tmp_path: Path) -> None:
     """Starting with an invalid fixture file exits 2 naming the file, without a traceback."""
     bad = tmp_path / "broken.yaml"
@@ -58,3 +60,73 @@ def test_a_bad_fixture_file_stops_the_server_with_its_path(tmp_path: Path) -> No
     assert result.returncode == 2
     assert str(bad) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _sample(option: Option) -> str:
+    """A valid value of the option's type, as a user would type it."""
+    if option.spec.choices:
+        return option.spec.choices[-1]
+    return {"int": "7", "float": "0.5", "str": "example", "bool": "1", "path": "/tmp/x", "paths": "/tmp/a"}[option.kind]
+
+
+def _expected(option: Option, raw: str) -> object:
+    value = option.parse(raw, option.env)
+    return (not value) if option.spec.invert else value
+
+
+def test_every_setting_is_an_option_with_a_flag_and_a_variable() -> None:
+    """Each Settings field is declared as an option whose variable is ANY_LLM_EMULATOR_ plus its flag."""
+    assert [option.field for option in OPTIONS] == [item.name for item in dataclasses.fields(Settings)]
+    for option in OPTIONS:
+        assert option.env == "ANY_LLM_EMULATOR_" + option.flag.removeprefix("--").replace("-", "_").upper()
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda option: option.flag)
+def test_each_option_is_set_by_its_variable_and_by_its_flag(option: Option) -> None:
+    """The variable and the flag of every option set the same field to the same value."""
+    raw = _sample(option)
+    from_env = Settings.from_env({option.env: raw})
+    assert getattr(from_env, option.field) == _expected(option, raw)
+    argv = ["serve", option.flag] if option.kind == "bool" else ["serve", option.flag, raw]
+    from_flag = settings_from(build_parser().parse_args(argv), {})
+    assert getattr(from_flag, option.field) == getattr(from_env, option.field)
+
+
+def test_no_auth_follows_the_naming_rule_and_the_old_variables_still_work() -> None:
+    """ANY_LLM_EMULATOR_NO_AUTH=1 is --no-auth; the older REQUIRE_AUTH=0 and SPEC_PATH keep working."""
+    assert Settings.from_env({"ANY_LLM_EMULATOR_NO_AUTH": "1"}).require_auth is False
+    assert Settings.from_env({"ANY_LLM_EMULATOR_NO_AUTH": "0"}).require_auth is True
+    assert Settings.from_env({"ANY_LLM_EMULATOR_REQUIRE_AUTH": "0"}).require_auth is False
+    assert Settings.from_env({"ANY_LLM_EMULATOR_SPEC_PATH": "/tmp/x.yaml"}).spec_path == Path("/tmp/x.yaml")
+
+
+def test_help_names_every_flag_and_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    """serve --help shows each serve option's flag and environment variable."""
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option in OPTIONS:
+        assert option.flag in text and option.env in text
+
+
+def test_a_wrong_type_on_the_command_line_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """--port abc exits 2 with one line naming the option, not the whole usage."""
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", "abc"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--port" in err and "'abc'" in err
+
+
+def test_the_data_dir_defaults_to_the_given_environment() -> None:
+    """Without --data-dir the data directory comes from the environment passed in, XDG_DATA_HOME first."""
+    settings = Settings.from_env({"XDG_DATA_HOME": "/srv/data"})
+    assert settings.data_dir == Path("/srv/data/any-llm-emulator")
+    assert Settings.from_env({"XDG_DATA_HOME": "/srv/data", "ANY_LLM_EMULATOR_DATA_DIR": "/d"}).data_dir == Path("/d")
+
+
+def test_the_options_document_holds_the_generated_table() -> None:
+    """docs/options.md contains the table options_table() makes from the declaration (regenerate it if not)."""
+    document = (Path(__file__).parent.parent / "docs" / "options.md").read_text()
+    assert options_table() in document, "run: python -m emulator.runtime.cli options-table"

@@ -10,6 +10,8 @@ import pytest
 
 from tests.processes import EmulatorProcess, emulator_process, run_scenario
 
+pytestmark = pytest.mark.process
+
 NAMESPACE = "local"  # the key id of the FAL_KEY that `env` prints
 
 

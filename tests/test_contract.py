@@ -6,6 +6,7 @@ import atexit
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 import schemathesis
@@ -36,9 +37,9 @@ QUEUED = {"POST /fal-ai/any-llm", "POST /fal-ai/any-llm/vision", "POST /fal-ai/a
 
 @schema.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_spec(case: schemathesis.Case) -> None:
+def test_api_conforms_to_its_spec(case: schemathesis.Case[Any]) -> None:
     """No server errors; status codes, content types, headers and bodies match the spec."""
-    excluded = [positive_data_acceptance] if case.operation.label in RUNS_IMAGES else []
+    excluded: list[Any] = [positive_data_acceptance] if case.operation.label in RUNS_IMAGES else []
     if case.operation.label in QUEUED:
         excluded.append(negative_data_rejection)
     case.call_and_validate(headers=AUTH, excluded_checks=excluded)

@@ -15,6 +15,8 @@ import pytest
 
 from tests.processes import emulator_process, parse_exports, run_scenario
 
+pytestmark = pytest.mark.process
+
 APP_URL = "fal-ai/any-llm/requests/"
 
 

@@ -12,7 +12,11 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.processes import ROOT
+
+pytestmark = [pytest.mark.process, pytest.mark.js]
 
 JS_DIR = ROOT / "tests" / "js"
 

@@ -114,6 +114,8 @@ async def test_storage_through_the_proxy_names_this_server(http: httpx.AsyncClie
         ("rest.fal.ai", "/storage/auth/token", 200),
         ("rest.alpha.fal.ai", "/storage/auth/token", 200),
         ("v3.fal.media", "/files/koala/missing.png", 404),
+        ("queue.falrun.com", "/fal-ai/any-llm/requests/nope/status", 404),
+        ("falrun.com", "/_emulator/health", 200),
     ],
 )
 async def test_fal_host_names_serve_their_surface_at_the_root(
@@ -137,3 +139,17 @@ async def test_run_host_serves_the_run_surface(http: httpx.AsyncClient, clock: M
     """POST https://fal.run/<endpoint> runs the endpoint, as the real host does."""
     response = await drive(clock, http.post("https://fal.run/fal-ai/any-llm", json={"prompt": "echo: at fal.run"}))
     assert response.json()["output"] == "echo: at fal.run"
+
+
+@pytest.mark.parametrize("host", ["queue.falrun.com", "queue.fal.run"])
+async def test_the_fallback_queue_host_reaches_the_queue_surface(http: httpx.AsyncClient, host: str) -> None:
+    """fal-client's fallback queue.falrun.com submits like queue.fal.run, and its envelopes keep the host."""
+    response = await http.post(f"https://{host}/fal-ai/any-llm", json={"prompt": "hi"})
+    assert response.status_code == 200
+    assert response.json()["status_url"].startswith(f"https://{host}/fal-ai/any-llm/requests/")
+
+
+async def test_the_fallback_run_host_runs_the_endpoint(http: httpx.AsyncClient, clock: ManualClock) -> None:
+    """POST https://falrun.com/<endpoint>, where fal-client replays a run, runs it as fal.run does."""
+    response = await drive(clock, http.post("https://falrun.com/fal-ai/any-llm", json={"prompt": "echo: fallback"}))
+    assert response.json()["output"] == "echo: fallback"

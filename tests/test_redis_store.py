@@ -21,6 +21,8 @@ from tests.receivers import Receiver
 from tests.redis_server import RedisServer, redis_server
 from tests.servers import free_port
 
+pytestmark = [pytest.mark.process, pytest.mark.redis]
+
 AUTH = {"Authorization": "Key local:secret"}
 ENDPOINT = "fal-ai/any-llm"
 
@@ -81,7 +83,11 @@ def test_two_processes_share_one_queue(tmp_path: Path, redis: RedisServer) -> No
         for api in (api_a, api_b):
             assert api.post("/_emulator/resume").status_code == 200
         for api in (api_a, api_b):
-            poll(lambda api=api: all(status(api, i)["status"] == "COMPLETED" for i in ids), "all completed")
+
+            def all_completed(api: httpx.Client = api) -> bool:
+                return all(status(api, i)["status"] == "COMPLETED" for i in ids)
+
+            poll(all_completed, "all completed")
         for api in (api_a, api_b):
             assert [api.get(f"/{ENDPOINT}/requests/{i}").status_code for i in ids] == [200] * 6
         calls = receiver.wait_for_calls(6, timeout=15.0)

@@ -123,6 +123,7 @@ def test_bad_store_urls_are_named(url: str, message: str) -> None:
         open_store(url, retention_seconds=1, retention_count=1)
 
 
+@pytest.mark.process
 def test_an_unusable_sqlite_path_stops_the_server_with_one_line(tmp_path: Path) -> None:
     """A SQLite file that cannot be created exits 2 with a one-line message naming the path."""
     blocker = tmp_path / "a-file"
@@ -147,6 +148,7 @@ def states(path: Path) -> dict[str, dict[str, Any]]:
     return {record["id"]: record for record in (json.loads(body) for (body,) in rows)}
 
 
+@pytest.mark.process
 def test_kill_9_loses_no_request_and_no_webhook(tmp_path: Path) -> None:
     """Requests queued, running and completed (webhook undelivered) before SIGKILL all finish after a restart."""
     path = tmp_path / "emulator.db"

@@ -13,6 +13,8 @@ from emulator import Settings
 from tests.conftest import AUTH
 from tests.servers import RunningServer, start_server
 
+pytestmark = pytest.mark.socket
+
 
 def sse_data(lines: list[str]) -> list[dict[str, object]]:
     return [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data: ")]

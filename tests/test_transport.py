@@ -91,6 +91,7 @@ def test_serve_uses_the_coalescing_protocol() -> None:
     assert http_protocol() is CoalescingHttpToolsProtocol
 
 
+@pytest.mark.socket
 def test_answers_and_streams_over_a_socket(live_server: RunningServer) -> None:
     """Plain answers, a 404 and a status stream all arrive whole over a real connection."""
     with httpx.Client(base_url=live_server.base_url, headers=AUTH, timeout=20) as http:

@@ -521,6 +521,7 @@ class TestNeverBlocks:
         assert not hooks.running and hooks.pending() == 1 and hooks.attempts() == []
 
 
+@pytest.mark.socket
 def test_over_a_real_socket(tmp_path: Path, receiver: Receiver) -> None:
     """Served by uvicorn, the lifespan starts the senders; the JWKS fetched over the socket verifies the call."""
     settings = Settings(profile="instant", port=0, data_dir=tmp_path, webhook_time_scale=0.001)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
+from emulator.core.hosts import is_cdn_host
 from emulator.core.models import JSON, Failure
 from emulator.core.storage import Storage
 
@@ -40,7 +41,7 @@ def is_own_host(host: str, extra: Iterable[str] = ()) -> bool:
     host = host.lower().rstrip(".")
     if host == "localhost" or host.endswith(".localhost") or host in extra:
         return True
-    if host == "fal.media" or host.endswith(".fal.media"):
+    if is_cdn_host(host):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -12,7 +12,6 @@ import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -115,7 +114,6 @@ class Emulator:
         store: Store | None = None,
         spec: Spec | None = None,
         http_client: httpx.AsyncClient | None = None,
-        data_dir: Path | None = None,
     ) -> Emulator:
         """Wire the core from settings; every piece can be injected instead. Raises on bad fixtures."""
         if clock is None:
@@ -129,9 +127,8 @@ class Emulator:
         else:
             backend = Backend.of(store)
         spec = spec or Spec.load(settings.spec_path)
-        data_dir = data_dir or settings.resolved_data_dir()
         # Uploaded files (the storage surfaces) live in the data directory; nothing is written until an upload.
-        files = Storage(data_dir / "storage", clock=clock, max_bytes=settings.max_upload_bytes)
+        files = Storage(settings.data_dir / "storage", clock=clock, max_bytes=settings.max_upload_bytes)
         outputs = Outputs(
             load_fixtures(settings.fixtures), seed=settings.seed, checks=[ImageUrlCheck(files, [settings.host])]
         )
@@ -151,7 +148,7 @@ class Emulator:
         scheduler.concurrency_limit = settings.concurrency_limit
         journal = Journal(settings.journal_size, settings.journal_body_bytes)
         webhooks = Webhooks.build(
-            data_dir,
+            settings.data_dir,
             clock=clock,
             senders=settings.webhook_senders,
             time_scale=settings.webhook_time_scale,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from emulator.http.hosts import URLS_KEY, PublicURLs, host_of, origin_of, route_path, routed, surface_of
+from emulator.core.hosts import surface_of
+from emulator.http.hosts import URLS_KEY, PublicURLs, host_of, origin_of, route_path, routed
 from emulator.http.routes import proxy
 
 

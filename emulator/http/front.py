@@ -14,8 +14,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from emulator.core.hosts import surface_of
 from emulator.http.errors import http_error, server_error
-from emulator.http.hosts import host_of, surface_of
+from emulator.http.hosts import host_of
 from emulator.http.routes import proxy, queue
 
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -2,8 +2,8 @@
 
 The app serves every surface under one origin: queue at the root, run under ``/run``, rest
 under ``/rest`` and cdn under ``/cdn``. fal's clients address them by host name instead
-(``queue.fal.run``, ``fal.run``, ``rest.fal.ai``, ``v3.fal.media``); these helpers map one
-onto the other, and tell the surfaces which base URLs to hand out.
+(``emulator.core.hosts``); these helpers map one onto the other, and tell the surfaces which
+base URLs to hand out.
 """
 
 from __future__ import annotations
@@ -15,28 +15,12 @@ from urllib.parse import quote, urlsplit
 from starlette.requests import Request
 from starlette.types import Scope
 
+from emulator.core.hosts import REAL_HOST
+
 URLS_KEY = "emulator.urls"
 SURFACE_PREFIX = {"queue": "", "run": "/run", "rest": "/rest", "cdn": "/cdn"}
-FAL_HOSTS = {
-    "queue.fal.run": "queue",
-    "fal.run": "run",
-    "rest.fal.ai": "rest",
-    "rest.alpha.fal.ai": "rest",
-    "v3.fal.media": "cdn",
-}
-REAL_HOST = {"queue": "queue.fal.run", "run": "fal.run", "rest": "rest.fal.ai", "cdn": "v3.fal.media"}
 # The emulator's own API answers on every host, so health checks work whatever the name.
 OWN_PREFIX = "/_emulator"
-
-
-def surface_of(host: str) -> str | None:
-    """Which surface a fal host name stands for (``*.fal.media`` is the CDN); None for other hosts."""
-    host = host.lower().rstrip(".")
-    if host in FAL_HOSTS:
-        return FAL_HOSTS[host]
-    if host.endswith(".fal.media"):
-        return "cdn"
-    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from emulator.config import Settings
 from emulator.http.routes.proxy import PROXY_PATH
@@ -68,12 +72,75 @@ def env_script(settings: Settings, bundle: Path | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def client_banner(settings: Settings, bundle: Path | None) -> str:
-    """The lines ``serve`` adds to its banner about TLS and the official clients."""
+def env_command(settings: Settings, defaults: Settings | None = None) -> str:
+    """The exact ``env`` command for this server: this installation's script, and the options it needs."""
+    defaults = defaults or Settings()
+    script = Path(sys.executable).parent / "any-llm-emulator"
+    words = [str(script) if script.exists() else "any-llm-emulator", "env"]
+    if settings.host != defaults.host:
+        words += ["--host", settings.host]
+    if settings.port != defaults.port:
+        words += ["--port", str(settings.port)]
+    if settings.control_token:
+        words += ["--control-token", settings.control_token]
+    return shlex.join(words)
+
+
+def banner(settings: Settings, bundle: Path | None) -> str:
+    """What ``serve`` prints once it listens: where, a first request, and how to point the clients."""
+    base = plain_url(settings)
+    auth = "" if not settings.require_auth else " -H 'Authorization: Key local:secret'"
+    lines = [
+        f"any-llm emulator listening on {base} (profile {settings.profile}, {settings.runners} runners per key)",
+        f"  queue surface: {base}/fal-ai/any-llm   run surface: {base}/run/fal-ai/any-llm",
+        f"  spec: {base}/openapi.yaml   health: {base}/_emulator/health   data: {settings.data_dir}",
+        "Try it:",
+        f"  curl -s{auth} -H 'Content-Type: application/json' \\",
+        f'    -d \'{{"prompt": "What is the meaning of life?"}}\' {base}/fal-ai/any-llm',
+    ]
     tls = tls_url(settings)
-    lines = []
     if tls is not None and bundle is not None:
         lines.append(f"  https: {tls} (local CA bundle: {bundle})")
-        lines.append('  Python client (fal-client): eval "$(any-llm-emulator env)"')
+        lines.append(f'  Python client (fal-client): eval "$({env_command(settings)})"')
     lines.append(f"  JS client (@fal-ai/client): {js_config(settings)}")
     return "\n".join(lines) + "\n"
+
+
+class NoServerError(Exception):
+    """``env`` found no emulator to ask; the message says where it looked and what to do."""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a running emulator says about itself: the settings a client needs, and its CA bundle."""
+
+    settings: Settings
+    ca_bundle: Path | None
+
+
+def ask_running_server(settings: Settings, transport: httpx.BaseTransport | None = None) -> ServerInfo:
+    """Ask the emulator at ``settings.host``/``port`` for its ports and CA bundle (``GET /_emulator/info``)."""
+    url = plain_url(settings) + "/_emulator/info"
+    headers = {"X-Emulator-Token": settings.control_token} if settings.control_token else {}
+    try:
+        with httpx.Client(timeout=5.0, transport=transport) as client:
+            response = client.get(url, headers=headers)
+    except httpx.HTTPError as exc:
+        raise NoServerError(
+            f"no emulator answers at {plain_url(settings)} ({exc}); start one with `any-llm-emulator serve` "
+            "(or `make run`), or give env the --host/--port it serves on"
+        ) from exc
+    if response.status_code == 401:
+        raise NoServerError(
+            f"the emulator at {plain_url(settings)} needs its control token: pass --control-token "
+            "or set ANY_LLM_EMULATOR_CONTROL_TOKEN"
+        )
+    try:
+        info = response.json()
+        port, tls_port = int(info["port"]), int(info["tls_port"])
+        bundle = Path(info["ca_bundle"]) if info.get("ca_bundle") else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NoServerError(
+            f"{url} answered {response.status_code} without the emulator's info: is another program on that port?"
+        ) from exc
+    return ServerInfo(settings.replace(port=port, tls_port=tls_port), bundle)

@@ -1,12 +1,13 @@
 """A pytest plugin: an any-llm emulator per test session, and an ``emulator`` fixture per test.
 
 Installed with the package (``pytest11`` entry point), it needs no conftest. At start it
-binds two loopback ports and sets the variables the official Python client reads
-(``FAL_KEY``, ``FAL_RUN_HOST``, ``FAL_QUEUE_RUN_HOST``, ``SSL_CERT_FILE``) — before test
-modules import ``fal_client``, which reads its hosts at import time. The server itself
-starts in a thread the first time a test asks for ``emulator``. Under pytest-xdist each
-worker runs its own. Turn the environment part off with ``emulator_set_env = false`` in
-the ini file, or the whole plugin with ``-p no:any_llm_emulator``.
+binds two loopback ports and sets the two variables ``fal_client`` reads when it is imported
+(``FAL_RUN_HOST``, ``FAL_QUEUE_RUN_HOST``), before test modules import it. ``FAL_KEY`` and
+``SSL_CERT_FILE`` are set only while a test that uses ``emulator`` runs, so other tests keep
+the environment they had. The server itself starts in a thread the first time a test asks
+for ``emulator``. Under pytest-xdist each worker runs its own. Turn the environment part off
+with ``emulator_set_env = false`` in the ini file, or the whole plugin with
+``-p no:any_llm_emulator``.
 """
 
 from __future__ import annotations
@@ -47,21 +48,22 @@ def pytest_configure(config: pytest.Config) -> None:
     plain, tls = bind_loopback(), bind_loopback()
     certificates = ensure_certificates(data_dir, server_names("127.0.0.1"))
     key = f"pytest-{worker}:secret"
-    environment = {
-        "FAL_KEY": key,
+    at_import = {
         "FAL_RUN_HOST": f"127.0.0.1:{tls.getsockname()[1]}/run",
         "FAL_QUEUE_RUN_HOST": f"127.0.0.1:{tls.getsockname()[1]}",
-        "SSL_CERT_FILE": str(certificates.bundle),
     }
-    saved = {name: os.environ.get(name) for name in environment}
+    per_test = {"FAL_KEY": key, "SSL_CERT_FILE": str(certificates.bundle)}
+    environment = {**at_import, **per_test}
+    saved = {name: os.environ.get(name) for name in at_import}
     if config.getini("emulator_set_env"):
-        os.environ.update(environment)
+        os.environ.update(at_import)
     config.stash[_STATE_KEY] = {
         "data_dir": data_dir,
         "sockets": (plain, tls),
         "certificates": certificates,
         "key": key,
         "environment": environment,
+        "per_test": per_test,
         "saved": saved,
     }
 
@@ -181,13 +183,22 @@ def emulator_server(pytestconfig: pytest.Config) -> Iterator[ServerThread]:
     if fixtures:
         settings = settings.replace(fixtures=fixtures)
     with serve_in_thread(settings, plain=plain, tls=tls, certificates=state["certificates"]) as server:
-        yield server
+        try:
+            yield server
+        finally:
+            # Closed before the server stops, so it has no client connection left to wait for.
+            _close_fal_client_connections()
 
 
 @pytest.fixture
-def emulator(emulator_server: ServerThread, pytestconfig: pytest.Config) -> Iterator[EmulatorHandle]:
+def emulator(
+    emulator_server: ServerThread, pytestconfig: pytest.Config, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[EmulatorHandle]:
     """A clean namespace on the session emulator, with the calls a test needs to steer it."""
     state = pytestconfig.stash[_STATE_KEY]
+    if pytestconfig.getini("emulator_set_env"):
+        for name, value in state["per_test"].items():
+            monkeypatch.setenv(name, value)
     handle = EmulatorHandle(emulator_server, state["key"], state["environment"])
     handle.reset()
     try:

@@ -1,21 +1,37 @@
-"""Serve one app on plain http (``--port``) and, unless ``--tls-port 0``, on https beside it."""
+"""The one server runner: the app on plain http (``--port``) and https beside it, on uvicorn or hypercorn.
+
+``serve_forever`` is the ``serve`` command; ``emulator.runtime.testing`` runs the same ``Runner``
+in a thread. Stopping is bounded: a first SIGTERM or Ctrl-C stops accepting, says what it waits
+for, and gives open calls ``--shutdown-seconds`` before waiting callers are answered 503 and
+streams are ended (``emulator.http.draining``); a second stops at once; a third leaves the
+process without cleaning up.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import uvicorn
 from starlette.types import ASGIApp
 
-from emulator.config import Settings, SettingsError
+from emulator.config import OPTIONS, Settings, SettingsError
+from emulator.http.draining import Draining
 from emulator.runtime.tls import CertificatePaths, ensure_certificates, server_names
+
+DEFAULT_TLS_PORT = next(option.default for option in OPTIONS if option.field == "tls_port")
+# After the calls are answered, how long connections get to close before they are cut.
+_CLOSE_SECONDS = 1.0
 
 
 @dataclass
@@ -25,17 +41,37 @@ class Listeners:
     plain: socket.socket
     tls: socket.socket | None
 
+    def close(self) -> None:
+        self.plain.close()
+        if self.tls is not None:
+            self.tls.close()
 
-def listen(settings: Settings) -> tuple[Listeners, Settings]:
-    """Bind both ports before serving, so a busy port is a clear error; returns the ports as bound."""
+
+def listen(settings: Settings) -> tuple[Listeners, Settings, list[str]]:
+    """Bind both ports before serving, so a busy port is a clear error; returns the ports as bound and notes.
+
+    A busy default TLS port is not an error: a free port is taken instead, and a note says which.
+    """
+    notes = []
     plain = _bind(settings.host, settings.port, "--port")
     try:
-        tls = _bind(settings.host, settings.tls_port, "--tls-port") if settings.tls_port else None
+        tls = None
+        if settings.tls_port:
+            try:
+                tls = _bind(settings.host, settings.tls_port, "--tls-port")
+            except SettingsError:
+                if settings.tls_port != DEFAULT_TLS_PORT:
+                    raise
+                tls = _bind(settings.host, 0, "--tls-port")
+                notes.append(
+                    f"  note: port {DEFAULT_TLS_PORT} is taken, so https listens on port {tls.getsockname()[1]} "
+                    "instead (choose one with --tls-port; `env` finds it either way)"
+                )
     except SettingsError:
         plain.close()
         raise
     ports = {"port": plain.getsockname()[1], "tls_port": tls.getsockname()[1] if tls else 0}
-    return Listeners(plain, tls), settings.replace(**ports)
+    return Listeners(plain, tls), settings.replace(**ports), notes
 
 
 def _bind(host: str, port: int, option: str) -> socket.socket:
@@ -45,91 +81,60 @@ def _bind(host: str, port: int, option: str) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise SettingsError(f"cannot listen on {host}:{port} ({option}): {exc.strerror or exc}") from exc
+        ask = "any-llm-emulator env" + (f" --port {port}" if option == "--port" else "")
+        hint = (
+            f"is another emulator running there? (`{ask}` asks it); or choose another port with "
+            f"{option} N (make run ARGS='{option} N'), 0 for any free one"
+        )
+        raise SettingsError(f"cannot listen on {host}:{port} ({option}): {exc.strerror or exc}; {hint}") from exc
     sock.set_inheritable(True)
     return sock
+
+
+def check_data_dir(path: Path) -> None:
+    """Make the data directory if needed and check it takes files; a clear error now beats a 500 at first upload."""
+    probe = path / f".write-test-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SettingsError(
+            f"the data directory {path} is not usable ({exc.strerror or exc}): give a writable folder with "
+            "--data-dir or ANY_LLM_EMULATOR_DATA_DIR"
+        ) from exc
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # an empty host is every interface; another name may resolve anywhere
+        return False
+
+
+def exposure_warning(settings: Settings) -> str | None:
+    """The warning for a control API reachable from the network without a token; None when there is none."""
+    if is_loopback(settings.host) or settings.control_token:
+        return None
+    return (
+        f"WARNING: listening on {settings.host or 'every interface'} without --control-token: anyone who can "
+        "reach this machine can reset the emulator, script its failures and read its journal through "
+        "/_emulator/. Set --control-token (or ANY_LLM_EMULATOR_CONTROL_TOKEN), or bind 127.0.0.1."
+    )
 
 
 def certificates_for(settings: Settings) -> CertificatePaths | None:
     """The server certificate and CA bundle in the data directory, created on first use; None without TLS."""
     if settings.tls_port == 0:
         return None
-    data_dir = settings.resolved_data_dir(os.environ)
     try:
-        return ensure_certificates(data_dir, server_names(settings.host))
+        return ensure_certificates(settings.data_dir, server_names(settings.host))
     except OSError as exc:
-        raise SettingsError(f"cannot keep the TLS certificates in {data_dir}/tls: {exc} (see --data-dir)") from exc
-
-
-def run_servers(
-    app: ASGIApp, settings: Settings, certs: CertificatePaths | None, listeners: Listeners, *, access_log: bool
-) -> None:
-    """Serve on the bound sockets until SIGINT or SIGTERM, with the ASGI server the settings name."""
-    if settings.server == "hypercorn":
-        asyncio.run(_hypercorn(app, certs, listeners, access_log=access_log))
-    else:
-        _uvicorn(app, settings, certs, listeners, access_log=access_log)
-
-
-async def _hypercorn(app: ASGIApp, certs: CertificatePaths | None, listeners: Listeners, *, access_log: bool) -> None:
-    from hypercorn.asyncio import serve
-    from hypercorn.config import Config
-
-    config = Config()
-    config.accesslog = "-" if access_log else None
-    plain = f"fd://{listeners.plain.fileno()}"
-    if certs is None or listeners.tls is None:
-        config.bind = [plain]
-    else:
-        # Hypercorn's own split: `bind` gets TLS when a certificate is set, `insecure_bind` stays plain.
-        config.bind = [f"fd://{listeners.tls.fileno()}"]
-        config.insecure_bind = [plain]
-        config.certfile = str(certs.cert)
-        config.keyfile = str(certs.key)
-    await serve(app, config)  # type: ignore[arg-type]
-
-
-class _Server(uvicorn.Server):
-    """A server that leaves signals to the caller, so two can share one loop and stop together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _uvicorn(
-    app: ASGIApp, settings: Settings, certs: CertificatePaths | None, listeners: Listeners, *, access_log: bool
-) -> None:
-    def config(port: int, *, lifespan: Literal["on", "off"], tls: bool) -> uvicorn.Config:
-        return uvicorn.Config(
-            app,
-            host=settings.host,
-            port=port,
-            access_log=access_log,
-            log_level="warning",
-            lifespan=lifespan,
-            ssl_certfile=str(certs.cert) if tls and certs else None,
-            ssl_keyfile=str(certs.key) if tls and certs else None,
-            http=http_protocol(),
-        )
-
-    # One lifespan for the one app: the plain server runs it, the TLS server shares its state.
-    configs = [config(settings.port, lifespan="on", tls=False)]
-    sockets = [listeners.plain]
-    if certs is not None and listeners.tls is not None:
-        configs.append(config(settings.tls_port, lifespan="off", tls=True))
-        sockets.append(listeners.tls)
-    servers = [_Server(c) for c in configs]
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, _stopper(servers))
-        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in zip(servers, sockets, strict=True)))
-
-    factory = configs[0].get_loop_factory() if hasattr(configs[0], "get_loop_factory") else None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main())
+        raise SettingsError(
+            f"cannot keep the TLS certificates in {settings.data_dir}/tls: {exc} (see --data-dir)"
+        ) from exc
 
 
 def http_protocol() -> type[asyncio.Protocol] | Literal["auto"]:
@@ -141,11 +146,187 @@ def http_protocol() -> type[asyncio.Protocol] | Literal["auto"]:
     return CoalescingHttpToolsProtocol
 
 
-def _stopper(servers: Sequence[uvicorn.Server]) -> Callable[[], None]:
-    def stop() -> None:
-        for server in servers:
-            # A second signal while shutting down means "now", as it does for uvicorn alone.
-            server.force_exit = server.should_exit
-            server.should_exit = True
+class _Server(uvicorn.Server):
+    """A server that leaves signals to the runner, so two can share one loop and stop together."""
 
-    return stop
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Runner:
+    """The app on the bound sockets with the server the settings name, until ``stop()``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        listeners: Listeners,
+        certificates: CertificatePaths | None,
+        *,
+        log_level: str = "warning",
+        announce: Callable[[str], None] | None = None,
+        hard_exit: bool = False,
+    ) -> None:
+        self.draining = Draining(app)
+        self.settings = settings
+        self.listeners = listeners
+        self.certificates = certificates if listeners.tls is not None else None
+        self.log_level = log_level
+        self.announce = announce or (lambda line: None)
+        self.hard_exit = hard_exit
+        self.stops = 0
+        self._stop = asyncio.Event()
+        self._now = asyncio.Event()
+        self._servers: list[_Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(self) -> None:
+        """Serve until stopped; returns once the app's lifespan has ended."""
+        if self.settings.server == "hypercorn":
+            await self._hypercorn()
+        else:
+            await self._uvicorn()
+
+    def stop(self, *, now: bool = False) -> None:
+        """Stop (on the server's loop): gracefully first, at once the second time, or with ``now``."""
+        self.stops += 1
+        if self.stops >= 3 and self.hard_exit:
+            os._exit(130)
+        if self.stops == 1:
+            self._stop.set()
+            for server in self._servers:
+                server.should_exit = True
+            task = asyncio.get_running_loop().create_task(self._wind_down())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if now or self.stops >= 2:
+            if self.stops >= 2:
+                self.announce("stopping now")
+            self._now.set()
+
+    async def _wind_down(self) -> None:
+        open_calls = self.draining.open_calls()
+        if open_calls and not self._now.is_set():
+            self.announce(
+                f"stopping: waiting up to {self.settings.shutdown_seconds:g}s for {open_calls} open call(s) "
+                "(answers still due and open streams); Ctrl-C again to stop now"
+            )
+        idle = asyncio.ensure_future(self.draining.idle())
+        now = asyncio.ensure_future(self._now.wait())
+        await asyncio.wait({idle, now}, timeout=self.settings.shutdown_seconds, return_when=asyncio.FIRST_COMPLETED)
+        now.cancel()
+        if not idle.done():
+            self.draining.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(idle, _CLOSE_SECONDS)
+        # Idle keep-alive connections (and TLS close handshakes a client never answers) must not hold
+        # up the stop: give them a moment to close, then cut them.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CLOSE_SECONDS
+        # uvicorn signals nothing when its connection set empties, so it is polled, to a deadline.
+        while loop.time() < deadline and any(server.server_state.connections for server in self._servers):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        for server in self._servers:
+            for connection in list(server.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+
+    async def _uvicorn(self) -> None:
+        certs = self.certificates
+
+        def config(port: int, *, lifespan: Literal["on", "off"], tls: bool) -> uvicorn.Config:
+            return uvicorn.Config(
+                self.draining,
+                host=self.settings.host,
+                port=port,
+                access_log=self.settings.access_log,
+                log_level=self.log_level,
+                lifespan=lifespan,
+                ssl_certfile=str(certs.cert) if tls and certs else None,
+                ssl_keyfile=str(certs.key) if tls and certs else None,
+                http=http_protocol(),
+                h11_max_incomplete_event_size=self.settings.max_header_bytes,
+                # A backstop only: the runner's own wind-down ends every call before this.
+                timeout_graceful_shutdown=int(self.settings.shutdown_seconds + 3 * _CLOSE_SECONDS + 1),
+            )
+
+        # One lifespan for the one app: the plain server runs it, the TLS server shares its state.
+        configs = [config(self.settings.port, lifespan="on", tls=False)]
+        sockets = [self.listeners.plain]
+        if certs is not None and self.listeners.tls is not None:
+            configs.append(config(self.settings.tls_port, lifespan="off", tls=True))
+            sockets.append(self.listeners.tls)
+        if self.settings.access_log:
+            # uvicorn logs each request at INFO; the server's own log level would hide them.
+            logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+        self._servers = [_Server(c) for c in configs]
+        if self._stop.is_set():
+            return
+        await asyncio.gather(
+            *(server.serve(sockets=[sock]) for server, sock in zip(self._servers, sockets, strict=True))
+        )
+
+    async def _hypercorn(self) -> None:
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        config = Config()
+        config.accesslog = "-" if self.settings.access_log else None
+        config.errorlog = "-" if self.log_level != "error" else None
+        config.h11_max_incomplete_size = self.settings.max_header_bytes
+        config.graceful_timeout = self.settings.shutdown_seconds + 3 * _CLOSE_SECONDS
+        # Hypercorn closes the descriptors it serves on; it gets duplicates, the listeners stay ours.
+        plain = f"fd://{os.dup(self.listeners.plain.fileno())}"
+        if self.certificates is None or self.listeners.tls is None:
+            config.bind = [plain]
+        else:
+            # Hypercorn's own split: `bind` gets TLS when a certificate is set, `insecure_bind` stays plain.
+            config.bind = [f"fd://{os.dup(self.listeners.tls.fileno())}"]
+            config.insecure_bind = [plain]
+            config.certfile = str(self.certificates.cert)
+            config.keyfile = str(self.certificates.key)
+        await serve(self.draining, config, shutdown_trigger=self._stop.wait)  # type: ignore[arg-type]
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when uvicorn would use it, else asyncio's own loop."""
+    config = uvicorn.Config(lambda: None)
+    factory = getattr(config, "get_loop_factory", None)
+    return factory() if factory is not None else None
+
+
+def serve_forever(settings: Settings) -> None:
+    """The ``serve`` command: check, bind, build, say where, serve until SIGINT or SIGTERM."""
+    from emulator.core.service import Emulator
+    from emulator.http.app import create_app
+    from emulator.runtime.clientenv import banner
+
+    check_data_dir(settings.data_dir)
+    listeners, settings, notes = listen(settings)
+    try:
+        certs = certificates_for(settings)
+        emulator = Emulator.build(settings)
+    except BaseException:
+        listeners.close()
+        raise
+    runner = Runner(create_app(emulator=emulator), settings, listeners, certs, announce=_say, hard_exit=True)
+    print(banner(settings, certs.bundle if certs else None) + "".join(n + "\n" for n in notes), end="", flush=True)
+    warning = exposure_warning(settings)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runner.stop)
+        await runner.serve()
+
+    with asyncio.Runner(loop_factory=loop_factory()) as running:
+        running.run(main())
+    _say("stopped")
+
+
+def _say(line: str) -> None:
+    print(f"any-llm-emulator: {line}", file=sys.stderr, flush=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import ssl
 import subprocess
@@ -15,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from emulator.config import Settings
 from emulator.core.service import Emulator
 from emulator.http.app import create_app
-from emulator.runtime.serving import http_protocol
+from emulator.runtime.serving import Listeners, Runner
 from emulator.runtime.tls import CertificatePaths, ensure_certificates, server_names
 
 
@@ -75,14 +73,6 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
         process.wait()
 
 
-class _QuietServer(uvicorn.Server):
-    """Leaves signal handling to the host process (the thread is not the main thread)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @contextlib.contextmanager
 def serve_in_thread(
     settings: Settings,
@@ -93,8 +83,8 @@ def serve_in_thread(
 ) -> Iterator[ServerThread]:
     """Serve the emulator on loopback from a thread (uvicorn or hypercorn); stop it on exit.
 
-    Pass already-bound sockets to serve on ports chosen earlier; TLS is served only on uvicorn
-    and only when a ``tls`` socket is given (the certificates default to the data directory's).
+    Pass already-bound sockets to serve on ports chosen earlier; TLS is served only when a
+    ``tls`` socket is given (the certificates default to the data directory's).
     """
     owned = plain is None
     plain = plain or bind_loopback(settings.host)
@@ -102,53 +92,14 @@ def serve_in_thread(
     tls_port = tls.getsockname()[1] if tls else 0
     settings = settings.replace(port=port, tls_port=tls_port)
     if tls is not None and certificates is None:
-        assert settings.data_dir is not None, "TLS in a thread needs an explicit data_dir"
         certificates = ensure_certificates(settings.data_dir, server_names(settings.host))
     emulator = Emulator.build(settings)
-    app = create_app(emulator=emulator)
+    runner = Runner(create_app(emulator=emulator), settings, Listeners(plain, tls), certificates, log_level="error")
     loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
 
-    async def serve() -> None:
-        if settings.server == "hypercorn":
-            from hypercorn.asyncio import serve as hypercorn_serve
-            from hypercorn.config import Config
-
-            config = Config()
-            # Hypercorn closes the descriptor it serves on; give it a duplicate, keep ours.
-            config.bind = [f"fd://{os.dup(plain.fileno())}"]
-            config.accesslog = None
-            config.errorlog = None
-            await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-            return
-        # Clients under test keep connections open; do not wait on them at shutdown.
-        # The protocol `serve` uses (one write per response), so tests cover it too.
-        protocol = http_protocol()
-        servers = [
-            _QuietServer(
-                uvicorn.Config(app, log_level="error", lifespan="on", timeout_graceful_shutdown=1, http=protocol)
-            )
-        ]
-        sockets = [plain]
-        if tls is not None and certificates is not None:
-            tls_config = uvicorn.Config(
-                app,
-                log_level="error",
-                lifespan="off",
-                ssl_certfile=str(certificates.cert),
-                ssl_keyfile=str(certificates.key),
-                timeout_graceful_shutdown=1,
-                http=protocol,
-            )
-            servers.append(_QuietServer(tls_config))
-            sockets.append(tls)
-        tasks = [asyncio.ensure_future(s.serve(sockets=[sock])) for s, sock in zip(servers, sockets, strict=True)]
-        await stop.wait()
-        for server in servers:
-            server.should_exit = True
-        await asyncio.gather(*tasks)
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True, name="any-llm-emulator")
+    thread = threading.Thread(
+        target=loop.run_until_complete, args=(runner.serve(),), daemon=True, name="any-llm-emulator"
+    )
     thread.start()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
     running = ServerThread(f"http://{host}:{port}", emulator)
@@ -159,7 +110,8 @@ def serve_in_thread(
         wait_ready(f"{running.base_url}/_emulator/health")
         yield running
     finally:
-        loop.call_soon_threadsafe(stop.set)
+        # Tests leave streams and held requests open: end them at once rather than waiting.
+        loop.call_soon_threadsafe(lambda: runner.stop(now=True))
         thread.join(timeout=15)
         if not thread.is_alive():  # a daemon thread still serving is left to end with the process
             loop.close()

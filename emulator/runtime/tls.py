@@ -24,9 +24,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from emulator.config import CA_BUNDLE_FILE, TLS_SUBDIR
+from emulator.core.hosts import certificate_names
+
 # The names the official clients hard-code, so the same certificate also serves a request
 # that reaches the emulator by a hosts-file entry or an https proxy.
-FAL_HOST_NAMES = ("queue.fal.run", "fal.run", "rest.fal.ai", "rest.alpha.fal.ai", "v3.fal.media", "*.fal.media")
+FAL_HOST_NAMES = certificate_names()
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
 CA_DAYS = 3650
@@ -58,11 +61,11 @@ class CertificatePaths:
 
     @property
     def bundle(self) -> Path:
-        return self.directory / "ca-bundle.pem"
+        return self.directory / CA_BUNDLE_FILE
 
 
 def tls_dir(data_dir: Path) -> Path:
-    return data_dir / "tls"
+    return data_dir / TLS_SUBDIR
 
 
 def server_names(bind_host: str) -> tuple[str, ...]:

@@ -292,3 +292,24 @@ routes = [
     Route("/faults", handles(clear_faults), methods=["DELETE"]),
     Route("/fixtures/reload", handles(reload_fixtures), methods=["POST"]),
 ]
+
+
+async def info(request: Request) -> Response:
+    """How this server was started, for ``any-llm-emulator env``: ports, CA bundle, data dir, auth."""
+    settings = guard(request).settings
+    bundle = settings.ca_bundle
+    return json_response(
+        {
+            "host": settings.host,
+            "port": settings.port,
+            "tls_port": settings.tls_port,
+            "ca_bundle": None if bundle is None else str(bundle),
+            "data_dir": str(settings.data_dir),
+            "require_auth": settings.require_auth,
+            "server": settings.server,
+            "store": settings.store.split("://", 1)[0],
+        }
+    )
+
+
+routes.append(Route("/info", handles(info), methods=["GET"]))

@@ -14,13 +14,13 @@ from urllib.parse import unquote, urlsplit
 from starlette.responses import Response
 from starlette.types import Scope
 
+from emulator.core.hosts import served_hosts, surface_of
 from emulator.http.common import json_response
-from emulator.http.hosts import PublicURLs, header, origin_of, routed, surface_of
+from emulator.http.hosts import PublicURLs, header, origin_of, routed
 
 PROXY_PATH = "/api/fal/proxy"
 TARGET_HEADER = b"x-fal-target-url"
 PROXY_CREDENTIALS = b"Key proxy:emulator"
-SERVED = "queue.fal.run, fal.run, rest.fal.ai, rest.alpha.fal.ai, v3.fal.media or *.fal.media"
 
 
 class ProxyError(Exception):
@@ -56,7 +56,9 @@ def target_scope(scope: Scope) -> Scope | ProxyError:
         return ProxyError(f"x-fal-target-url must be an absolute https URL, not {raw!r}")
     surface = surface_of(host)
     if surface is None:
-        return ProxyError(f"x-fal-target-url {raw!r} is not a fal URL this emulator serves: its host must be {SERVED}")
+        return ProxyError(
+            f"x-fal-target-url {raw!r} is not a fal URL this emulator serves: its host must be {served_hosts()}"
+        )
     credentials = (header(scope, b"authorization") or "").strip()
     dropped = (b"host", TARGET_HEADER) if credentials else (b"host", TARGET_HEADER, b"authorization")
     headers = [(k, v) for k, v in scope["headers"] if k not in dropped]

@@ -42,7 +42,7 @@ async def attempts(request: Request) -> Response:
         webhooks.reset(request.query_params.get("namespace"))
         return Response(status_code=204)
     limit = request.query_params.get("limit", "")
-    if limit and not limit.isdigit():
+    if limit and not (limit.isascii() and limit.isdigit()):
         raise _invalid(["query", "limit"], "Input should be a whole number", limit)
     found = webhooks.attempts(request.query_params.get("request_id"))
     # ``limit`` keeps the most recent attempts: ``limit=0`` asks only for the pending count.
