@@ -57,6 +57,10 @@ class Settings:
     # largest file the storage surface keeps (uploads are not API bodies: max_body_bytes).
     tls_port: int = 8443
     max_upload_bytes: int = 512 * 1024 * 1024
+    # any-llm's model field: fal's listed names, or (any_model) any ``provider/name``.
+    any_model: bool = False
+    # The JS proxy path: as @fal-ai/server-proxy forwards by default, or open to every fal host.
+    proxy: str = "server-proxy"
 
     def __post_init__(self) -> None:
         problems = []
@@ -82,6 +86,8 @@ class Settings:
             problems.append(f"tls_port must be between 0 and 65535, not {self.tls_port}")
         if self.max_upload_bytes < 1:
             problems.append("max_upload_bytes must be positive")
+        if self.proxy not in ("server-proxy", "open"):
+            problems.append(f"proxy must be 'server-proxy' or 'open', not {self.proxy!r}")
         if problems:
             raise SettingsError("; ".join(problems))
 
@@ -107,7 +113,7 @@ class Settings:
 _INTS = {"port", "seed", "runners", "max_body_bytes", "retention_count", "concurrency_limit", "journal_size"}
 _INTS |= {"journal_body_bytes", "webhook_senders", "tls_port", "max_upload_bytes"}
 _FLOATS = {"retention_seconds", "keepalive_seconds", "webhook_time_scale"}
-_BOOLS = {"require_auth"}
+_BOOLS = {"require_auth", "any_model"}
 
 
 def _parse(name: str, raw: str) -> Any:

@@ -71,7 +71,7 @@ def test_subscribe_reports_queue_updates_with_logs(server_env: dict[str, str]) -
     answer = run_scenario(server_env, "subscribe", prompt="What is the meaning of life?")
     assert len(answer["enqueued"]) == 1
     assert answer["updates"][-1]["kind"] == "Completed"
-    assert answer["updates"][-1]["logs"][0].startswith("Running google/gemini-flash-1.5")
+    assert answer["updates"][-1]["logs"][0].startswith("Running google/gemini-2.5-flash-lite")
     assert answer["output"]["output"].startswith("The meaning of life is subjective")
 
 

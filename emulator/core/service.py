@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import httpx
 
 from emulator.config import Settings
+from emulator.core.catalog import load_spec
 from emulator.core.clock import Clock, ManualClock, SystemClock
 from emulator.core.faults import Faults
 from emulator.core.fixture_files import load_fixtures
@@ -57,7 +58,7 @@ class Emulator:
                 retention_seconds=settings.retention_seconds,
                 retention_count=settings.retention_count,
             )
-        spec = spec or Spec.load(settings.spec_path)
+        spec = spec or load_spec(settings.spec_path, any_model=settings.any_model)
         # Uploaded files (the storage surfaces) live in the data directory; nothing is written until an upload.
         files = Storage(
             settings.resolved_data_dir(os.environ) / "storage", clock=clock, max_bytes=settings.max_upload_bytes

@@ -99,6 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help=f"largest file the storage surface keeps; default 536870912 {_env_help('max_upload_bytes')}",
     )
+    serve.add_argument(
+        "--any-model",
+        action="store_const",
+        const=True,
+        help=f"accept any provider/name as any-llm's model, not only the names fal lists {_env_help('any_model')}=1",
+    )
+    serve.add_argument(
+        "--proxy",
+        choices=["server-proxy", "open"],
+        help="the JS proxy path /api/fal/proxy: 'server-proxy' forwards what @fal-ai/server-proxy 1.2 does by "
+        "default (fal.run, queue.fal.run, two storage calls; else 400), 'open' every fal host; "
+        f"default server-proxy {_env_help('proxy')}",
+    )
     env = commands.add_parser(
         "env",
         help="print the shell lines that point the official fal clients at a running emulator",
@@ -147,6 +160,8 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         "tls_port": args.tls_port,
         "data_dir": args.data_dir,
         "max_upload_bytes": args.max_upload_bytes,
+        "any_model": args.any_model,
+        "proxy": args.proxy,
     }
     return Settings.from_env(environ, **overrides)
 
