@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http
 import json
 import logging
 from collections.abc import Mapping
@@ -146,6 +147,20 @@ def query_of(request: Request) -> Mapping[str, str]:
     return request.query_params if request.scope.get("query_string") else _NO_QUERY
 
 
+# Error types fal's toolkit raises from inside an app (fal.toolkit.exceptions); it sends each
+# with X-Fal-Retryable, false for these input errors. FastAPI's own 422s carry no such header.
+TOOLKIT_ERROR_TYPES = frozenset(
+    {
+        "file_download_error",
+        "image_load_error",
+        "file_too_large",
+        "image_too_small",
+        "image_too_large",
+        "image_aspect_ratio_error",
+    }
+)
+
+
 def failure_response(record: RequestRecord, failure: Failure) -> Response:
     """A failed request's answer: the app's status code and body."""
     headers = {"x-fal-request-id": record.id}
@@ -154,7 +169,24 @@ def failure_response(record: RequestRecord, failure: Failure) -> Response:
     if failure.error_type == "request_timeout":
         # Tells the clients this was the caller's own start deadline: do not retry.
         headers["x-fal-request-timeout-type"] = "user"
-    return json_response(failure.body(), failure.status_code, headers)
+    if isinstance(failure.detail, list) and any(
+        isinstance(item, dict) and item.get("type") in TOOLKIT_ERROR_TYPES for item in failure.detail
+    ):
+        headers["x-fal-retryable"] = "false"
+    body = failure.body()
+    if not _has_reason_phrase(failure.status_code):
+        # 499 has no standard reason phrase, so the status line carries none, and the JS client
+        # builds ApiError.message from body.message or that phrase: give it the message.
+        body["message"] = failure.message
+    return json_response(body, failure.status_code, headers)
+
+
+def _has_reason_phrase(status_code: int) -> bool:
+    try:
+        http.HTTPStatus(status_code)
+    except ValueError:
+        return False
+    return True
 
 
 def output_response(record: RequestRecord) -> Response:
