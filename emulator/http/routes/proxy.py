@@ -58,7 +58,9 @@ class ProxyRefused(ProxyError):
     """
 
     def response(self) -> Response:
-        return json_response("Invalid request", 400, {"x-emulator-proxy-refusal": self.message})
+        # A header value is latin-1: escape whatever else the target URL held.
+        reason = self.message.encode("ascii", "backslashreplace").decode("ascii")
+        return json_response("Invalid request", 400, {"x-emulator-proxy-refusal": reason})
 
 
 def is_proxy_path(path: str) -> bool:
