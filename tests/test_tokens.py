@@ -186,3 +186,11 @@ async def test_a_websocket_is_closed_at_once_with_the_reason(core: Emulator, pat
     assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"]
     assert (sent[1]["code"], sent[1]["reason"]) == (1008, REASON)
     assert len(REASON.encode()) <= 123
+
+
+async def test_the_journal_files_a_token_call_under_the_issuing_key(http: httpx.AsyncClient, core: Emulator) -> None:
+    """A call made with a token shows up in the journal under the key that asked for the token."""
+    token = await issue(http)
+    await http.post("/fal-ai/any-llm", params={"fal_jwt_token": token}, json={"prompt": "hi"})
+    entry = core.journal.entries(path="/fal-ai/any-llm")[-1]
+    assert entry.namespace == "test-key"
