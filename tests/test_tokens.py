@@ -109,6 +109,7 @@ async def test_a_token_cannot_ask_for_more_tokens(http: httpx.AsyncClient) -> No
         ({"allowed_apps": ["any-llm"], "token_expiration": 0}, [["body", "token_expiration"]]),
         ({"allowed_apps": ["any-llm"], "token_expiration": "soon"}, [["body", "token_expiration"]]),
         ([1], [["body"]]),
+        (None, [["body"]]),
     ],
 )
 async def test_a_bad_token_request_is_a_422(http: httpx.AsyncClient, body: object, locs: list[list[str]]) -> None:

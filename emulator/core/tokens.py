@@ -101,6 +101,8 @@ class Tokens:
 
 def token_request(data: Any) -> tuple[list[str], int, list[dict[str, Any]]]:
     """``allowed_apps`` and ``token_expiration`` from a /tokens/ body, and FastAPI-style errors."""
+    if data is None:
+        return [], 0, [{"loc": ["body"], "msg": "Field required", "type": "missing", "input": None}]
     if not isinstance(data, dict):
         message = "Input should be a valid dictionary or object to extract fields from"
         return [], 0, [{"loc": ["body"], "msg": message, "type": "model_attributes_type", "input": data}]
