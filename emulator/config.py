@@ -163,6 +163,15 @@ class Settings:
         metavar="FILE",
         legacy_env=("SPEC_PATH",),
     )
+    any_model: bool = _option(
+        False, "accept any 'provider/name' as any-llm's model, not only fal's list (not fal's behaviour)"
+    )
+    proxy: str = _option(
+        "server-proxy",
+        "the JS proxy path: 'server-proxy' forwards what @fal-ai/server-proxy forwards by default, "
+        "'open' every fal host",
+        choices=("server-proxy", "open"),
+    )
     access_log: bool = _option(False, "log every request (slower)")
     shutdown_seconds: float = _option(
         5.0, "on SIGTERM or Ctrl-C, how long open streams and waiting callers get before they are answered 503"

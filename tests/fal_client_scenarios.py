@@ -183,6 +183,19 @@ def upload_too_large() -> Any:
     return catching(lambda: fal_client.upload(b"x" * 4096, "application/octet-stream"))
 
 
+@scenario
+def realtime(prompt: str) -> Any:
+    """Open a realtime connection: the token from /tokens/, then the WebSocket the emulator closes."""
+    point_fal_client()
+    try:
+        with fal_client.realtime(APP) as connection:
+            connection.send({"prompt": prompt})
+            return {"received": connection.recv()}
+    except Exception as exc:
+        # Whatever the client raises for the refusal (RealtimeError from recv, or the WebSocket's own).
+        return {"error": type(exc).__name__, "message": str(exc)}
+
+
 # -- asynchronous client -----------------------------------------------------------------
 
 

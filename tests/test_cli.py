@@ -31,9 +31,20 @@ def test_environment_then_flags() -> None:
     assert (settings.port, settings.profile, settings.seed) == (9001, "instant", 4)
 
 
+def test_model_and_proxy_options() -> None:
+    """--any-model and --proxy reach the settings; their variables do too; the defaults are fal's behaviour."""
+    assert (Settings().any_model, Settings().proxy) == (False, "server-proxy")
+    args = build_parser().parse_args(["serve", "--any-model", "--proxy", "open"])
+    assert (settings_from(args, {}).any_model, settings_from(args, {}).proxy) == (True, "open")
+    env = {"ANY_LLM_EMULATOR_ANY_MODEL": "1", "ANY_LLM_EMULATOR_PROXY": "open"}
+    settings = settings_from(build_parser().parse_args(["serve"]), env)
+    assert (settings.any_model, settings.proxy) == (True, "open")
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
+        ({"ANY_LLM_EMULATOR_PROXY": "wide"}, "proxy must be 'server-proxy' or 'open'"),
         ({"ANY_LLM_EMULATOR_PORT": "eighty"}, "is not a number"),
         ({"ANY_LLM_EMULATOR_PROFILE": "slow"}, "profile must be"),
         ({"ANY_LLM_EMULATOR_REQUIRE_AUTH": "perhaps"}, "is not a boolean"),

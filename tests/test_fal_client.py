@@ -18,6 +18,8 @@ from tests.processes import emulator_process, parse_exports, run_scenario
 pytestmark = pytest.mark.process
 
 APP_URL = "fal-ai/any-llm/requests/"
+# A 1x1 PNG: the smallest image the vision endpoint accepts.
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def test_subscribe_reports_queue_updates_with_logs(server_env: dict[str, str]) -
     answer = run_scenario(server_env, "subscribe", prompt="What is the meaning of life?")
     assert len(answer["enqueued"]) == 1
     assert answer["updates"][-1]["kind"] == "Completed"
-    assert answer["updates"][-1]["logs"][0].startswith("Running google/gemini-flash-1.5")
+    assert answer["updates"][-1]["logs"][0].startswith("Running google/gemini-2.5-flash-lite")
     assert answer["output"]["output"].startswith("The meaning of life is subjective")
 
 
@@ -195,3 +197,30 @@ def test_async_upload_through_the_helper(server_env: dict[str, str]) -> None:
     answer = run_scenario(server_env, "async_upload")
     assert all("/cdn/files/" in url for url in answer["urls"])
     assert answer["vision"]["output"] == "echo: and this?"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "extra"),
+    [
+        ("fal-ai/any-llm", {}),
+        ("fal-ai/any-llm/vision", {"image_urls": [f"data:image/png;base64,{PNG_B64}"]}),
+        ("fal-ai/any-llm/enterprise", {}),
+    ],
+)
+def test_todays_model_runs_on_every_any_llm_endpoint(
+    server_env: dict[str, str], endpoint: str, extra: dict[str, Any]
+) -> None:
+    """google/gemini-2.5-flash, refused by the seed's enum, runs on all three endpoints through subscribe."""
+    answer = run_scenario(
+        server_env, "subscribe", prompt="echo: today", endpoint=endpoint, model="google/gemini-2.5-flash", **extra
+    )
+    assert answer["output"]["output"] == "echo: today"
+    assert answer["updates"][-1]["logs"][0] == "Running google/gemini-2.5-flash through OpenRouter"
+
+
+def test_realtime_fails_at_once_with_the_reason(server_env: dict[str, str]) -> None:
+    """fal_client.realtime gets its token, then the refusal: an error naming why, not a wait."""
+    answer = run_scenario(server_env, "realtime", prompt="hi")
+    assert answer["error"] in ("RealtimeError", "ConnectionClosedError"), answer
+    assert "Realtime (WebSocket) apps are not emulated" in answer["message"]
+    assert "1008" in answer["message"]

@@ -1,4 +1,4 @@
-"""The JS proxy path and fal's host names, in process: dispatch, envelope URLs, refusals."""
+"""The JS proxy path and fal's host names, in process: dispatch, envelope URLs, refusals, both proxy modes."""
 
 from __future__ import annotations
 
@@ -22,8 +22,14 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def app_emulator(tmp_path: Path, clock: ManualClock) -> Emulator:
-    return Emulator.build(Settings(profile="instant", data_dir=tmp_path), clock=clock)
+def proxy_mode() -> str:
+    """The default mode: as @fal-ai/server-proxy forwards."""
+    return "server-proxy"
+
+
+@pytest.fixture
+def app_emulator(tmp_path: Path, clock: ManualClock, proxy_mode: str) -> Emulator:
+    return Emulator.build(Settings(profile="instant", data_dir=tmp_path, proxy=proxy_mode), clock=clock)
 
 
 @pytest.fixture
@@ -33,10 +39,14 @@ async def http(app_emulator: Emulator) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+open_proxy = pytest.mark.parametrize("proxy_mode", ["open"])
+
+
 def target(url: str) -> dict[str, str]:
     return {"x-fal-target-url": url}
 
 
+@open_proxy
 @pytest.mark.parametrize(
     ("headers", "message"),
     [
@@ -50,7 +60,7 @@ def target(url: str) -> dict[str, str]:
 async def test_bad_targets_are_400_with_a_clear_message(
     http: httpx.AsyncClient, headers: dict[str, str], message: str
 ) -> None:
-    """A missing, malformed or non-fal target answers 400 JSON that says what is wrong."""
+    """In the open mode, a missing, malformed or non-fal target answers 400 JSON that says what is wrong."""
     response = await http.post(PROXY, json={"prompt": "hi"}, headers=headers)
     assert response.status_code == 400
     assert message in response.json()["detail"]
@@ -94,6 +104,7 @@ async def test_the_proxy_supplies_credentials_when_the_caller_has_none(http: htt
     assert response.status_code == 200
 
 
+@open_proxy
 async def test_storage_through_the_proxy_names_this_server(http: httpx.AsyncClient) -> None:
     """Upload URLs name this server, since the JS client PUTs to them directly, not through the proxy."""
     headers = target("https://rest.fal.ai/storage/upload/initiate?storage_type=fal-cdn-v3")
@@ -153,3 +164,59 @@ async def test_the_fallback_run_host_runs_the_endpoint(http: httpx.AsyncClient, 
     """POST https://falrun.com/<endpoint>, where fal-client replays a run, runs it as fal.run does."""
     response = await drive(clock, http.post("https://falrun.com/fal-ai/any-llm", json={"prompt": "echo: fallback"}))
     assert response.json()["output"] == "echo: fallback"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        None,
+        "https://rest.fal.ai/storage/upload/initiate-multipart?storage_type=fal-cdn-v3",
+        "https://rest.fal.ai/storage/upload/initiate",
+        "https://rest.fal.ai/tokens/",
+        "https://v3.fal.media/files/koala/cat.png",
+        "https://example.com/fal-ai/any-llm",
+    ],
+)
+async def test_the_default_proxy_refuses_what_the_server_proxy_refuses(
+    http: httpx.AsyncClient, url: str | None
+) -> None:
+    """Off @fal-ai/server-proxy's default list: 400 with its JSON string body, and the reason in a header."""
+    response = await http.post(PROXY, json={"content_type": "text/plain"}, headers={} if url is None else target(url))
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == "Invalid request"
+    assert response.headers["x-emulator-proxy-refusal"]
+
+
+async def test_the_default_proxy_forwards_its_list(http: httpx.AsyncClient, clock: ManualClock) -> None:
+    """queue.fal.run, fal.run and the single-part storage initiate go through."""
+    queued = await http.post(PROXY, json={"prompt": "hi"}, headers=target("https://queue.fal.run/fal-ai/any-llm"))
+    assert queued.status_code == 200
+    run = await drive(
+        clock, http.post(PROXY, json={"prompt": "echo: ok"}, headers=target("https://fal.run/fal-ai/any-llm"))
+    )
+    assert run.json()["output"] == "echo: ok"
+    initiate = target("https://rest.fal.ai/storage/upload/initiate?storage_type=fal-cdn-v3")
+    urls = (await http.post(PROXY, json={"content_type": "text/plain"}, headers=initiate)).json()
+    assert urls["upload_url"].startswith("http://emulator.test/cdn/uploads/")
+
+
+async def test_the_default_proxy_forwards_only_fal_headers_and_forces_json(
+    http: httpx.AsyncClient, app_emulator: Emulator
+) -> None:
+    """Only x-fal-* headers and credentials pass; accept and content-type become JSON; x-fal-client-proxy is added."""
+    headers = {
+        **target("https://queue.fal.run/fal-ai/any-llm"),
+        "x-fal-queue-priority": "low",
+        "x-custom": "dropped",
+        "content-type": "text/plain",
+        "accept": "text/html",
+    }
+    response = await http.post(PROXY, content=b'{"prompt": "hi"}', headers=headers)
+    assert response.status_code == 200
+    entry = app_emulator.journal.entries()[-1]
+    seen = entry.headers
+    assert seen["x-fal-queue-priority"] == "low"
+    assert "x-custom" not in seen
+    assert (seen["content-type"], seen["accept"]) == ("application/json", "application/json")
+    assert seen["x-fal-client-proxy"].startswith("@fal-ai/server-proxy/")

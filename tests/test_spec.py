@@ -26,7 +26,7 @@ def test_valid_body_gets_the_documented_defaults(spec: Spec) -> None:
     assert op is not None
     body, errors = op.validate_body(b'{"prompt": "hi"}')
     assert errors == []
-    assert body == {"prompt": "hi", "model": "google/gemini-flash-1.5", "reasoning": False, "priority": "latency"}
+    assert body == {"prompt": "hi", "model": "google/gemini-2.5-flash-lite", "reasoning": False, "priority": "latency"}
 
 
 @pytest.mark.parametrize(

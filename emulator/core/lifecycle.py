@@ -4,36 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from emulator.core.catalog import billable_units, token_rate
 from emulator.core.models import Plan
 from emulator.core.outputs import Answer, split_tokens
 
-# Premium models cost ten times the standard rate (the seed document's list).
-PREMIUM_MODELS = frozenset(
-    {"anthropic/claude-3.5-sonnet", "anthropic/claude-3-5-haiku", "google/gemini-pro-1.5", "openai/gpt-4o"}
-)
-
-# Tokens per second by model family, for the realistic profile: rough public figures,
-# enough to make a fast model look faster than a large one in a demo.
-_TOKEN_RATES = {
-    "google/gemini-flash-1.5-8b": 260.0,
-    "google/gemini-flash-1.5": 180.0,
-    "google/gemini-pro-1.5": 70.0,
-    "anthropic/claude-3-haiku": 130.0,
-    "anthropic/claude-3-5-haiku": 110.0,
-    "anthropic/claude-3.5-sonnet": 60.0,
-    "meta-llama/llama-3.2-1b-instruct": 320.0,
-    "meta-llama/llama-3.2-3b-instruct": 260.0,
-    "meta-llama/llama-3.1-8b-instruct": 200.0,
-    "meta-llama/llama-3.1-70b-instruct": 80.0,
-    "openai/gpt-4o-mini": 110.0,
-    "openai/gpt-4o": 75.0,
-}
-_DEFAULT_RATE = 100.0
-
-
-def billable_units(model: str | None) -> int:
-    """Units charged for one request: ten for a premium model, else one."""
-    return 10 if isinstance(model, str) and model in PREMIUM_MODELS else 1
+__all__ = ["PROFILES", "Profile", "billable_units", "make_plan", "queue_wait"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +21,7 @@ class Profile:
     rate_scale: float  # 0 means every token is ready at once
 
     def tokens_per_second(self, model: str | None) -> float:
-        return _TOKEN_RATES.get(model or "", _DEFAULT_RATE) * self.rate_scale
+        return token_rate(model) * self.rate_scale
 
 
 PROFILES = {

@@ -9,6 +9,7 @@ serialises.
 from __future__ import annotations
 
 import functools
+import http
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 
 from emulator.config import Settings
+from emulator.core.catalog import load_spec
 from emulator.core.clock import Clock, ManualClock, SystemClock
 from emulator.core.errors import Problem, not_found, validation_problem
 from emulator.core.faults import HTTP_KINDS, Fault, Faults, Rule
@@ -126,7 +128,7 @@ class Emulator:
             )
         else:
             backend = Backend.of(store)
-        spec = spec or Spec.load(settings.spec_path)
+        spec = spec or load_spec(settings.spec_path, any_model=settings.any_model)
         # Uploaded files (the storage surfaces) live in the data directory; nothing is written until an upload.
         files = Storage(settings.data_dir / "storage", clock=clock, max_bytes=settings.max_upload_bytes)
         outputs = Outputs(
@@ -464,6 +466,20 @@ class Emulator:
 REQUEST_ACTIONS = frozenset({"start", "complete", "fail", "hold", "release"})
 
 
+# Error types fal's toolkit raises from inside an app (fal.toolkit.exceptions); it sends each
+# with X-Fal-Retryable, false for these input errors. FastAPI's own 422s carry no such header.
+TOOLKIT_ERROR_TYPES = frozenset(
+    {
+        "file_download_error",
+        "image_load_error",
+        "file_too_large",
+        "image_too_small",
+        "image_too_large",
+        "image_aspect_ratio_error",
+    }
+)
+
+
 def failure_reply(record: RequestRecord, failure: Failure) -> Reply:
     """A failed request's answer: the app's status code and body."""
     headers = {"x-fal-request-id": record.id}
@@ -472,7 +488,24 @@ def failure_reply(record: RequestRecord, failure: Failure) -> Reply:
     if failure.error_type == "request_timeout":
         # Tells the clients this was the caller's own start deadline: do not retry.
         headers["x-fal-request-timeout-type"] = "user"
-    return Reply(failure.status_code, failure.body(), headers)
+    if isinstance(failure.detail, list) and any(
+        isinstance(item, dict) and item.get("type") in TOOLKIT_ERROR_TYPES for item in failure.detail
+    ):
+        headers["x-fal-retryable"] = "false"
+    body = failure.body()
+    if not _has_reason_phrase(failure.status_code):
+        # 499 has no standard reason phrase, so the status line carries none, and the JS client
+        # builds ApiError.message from body.message or that phrase: give it the message.
+        body["message"] = failure.message
+    return Reply(failure.status_code, body, headers)
+
+
+def _has_reason_phrase(status_code: int) -> bool:
+    try:
+        http.HTTPStatus(status_code)
+    except ValueError:
+        return False
+    return True
 
 
 def output_reply(record: RequestRecord) -> Reply:

@@ -30,6 +30,27 @@ ErrorDetail = dict[str, Any]
 _MISSING = object()
 _PARAM_LOCATIONS = {"query", "header", "path"}
 
+# pydantic v2 links each of its own error types to its documentation in the item's ``url``;
+# fal's FastAPI apps pass that on. Errors an app raises itself (``file_download_error``) have none.
+PYDANTIC_ERRORS_URL = "https://errors.pydantic.dev/2.11/v/"
+_PYDANTIC_TYPES = frozenset(
+    {
+        "missing", "json_invalid", "model_attributes_type", "string_type", "int_type", "float_type",
+        "bool_type", "list_type", "dict_type", "enum", "greater_than_equal", "less_than_equal",
+        "greater_than", "less_than", "string_too_short", "string_too_long", "too_short", "too_long",
+        "string_pattern_mismatch", "int_parsing", "float_parsing", "finite_number", "bool_parsing",
+        "value_error",
+    }
+)  # fmt: skip
+
+
+def with_urls(errors: list[ErrorDetail]) -> list[ErrorDetail]:
+    """The items, each of pydantic's own types with its documentation ``url`` as pydantic writes it."""
+    for error in errors:
+        if error.get("type") in _PYDANTIC_TYPES:
+            error["url"] = PYDANTIC_ERRORS_URL + error["type"]
+    return errors
+
 
 def _resolve(node: Any, root: JSON) -> Any:
     """Inline local ``$ref``s and turn OpenAPI 3.0 ``nullable`` into JSON Schema."""
@@ -144,10 +165,14 @@ class Operation:
                 errors.extend(found)
             else:
                 values[param.name] = value
-        return values, errors
+        return values, with_urls(errors)
 
     def validate_body(self, raw: bytes) -> tuple[JSON, list[ErrorDetail]]:
         """Parse and check a JSON body; return it with schema defaults filled in, and errors."""
+        data, errors = self._check_body(raw)
+        return data, with_urls(errors)
+
+    def _check_body(self, raw: bytes) -> tuple[JSON, list[ErrorDetail]]:
         if self.body_validator is None:
             return {}, []
         try:

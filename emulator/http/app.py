@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,18 +12,19 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 
 from emulator.config import Settings
 from emulator.core.clock import Clock
 from emulator.core.service import Emulator
+from emulator.core.tokens import Tokens
 from emulator.http.dispatch import FalHosts
 from emulator.http.errors import http_error, server_error
 from emulator.http.front import ALL_METHODS as _ALL_METHODS
 from emulator.http.front import QueueFront, front_door
 from emulator.http.journal import JournalMiddleware
-from emulator.http.routes import cdn, control, queue, rest, run, webhooks
+from emulator.http.routes import cdn, control, queue, realtime, rest, run, webhooks
 from emulator.store import Store
 
 ALL_METHODS = list(_ALL_METHODS)
@@ -68,6 +70,8 @@ def create_app(
             await emulator.stop()
 
     routes = [
+        # Ahead of the mounts, which would otherwise take a WebSocket and refuse it without a reason.
+        WebSocketRoute("/{path:path}", realtime.refuse),
         Route("/openapi.yaml", openapi_yaml, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Mount("/_emulator", routes=control.routes + webhooks.control_routes),
@@ -87,6 +91,8 @@ def create_app(
         exception_handlers={HTTPException: http_error, 500: server_error},
     )
     app.state.emulator = emulator
+    # Tokens from /tokens/ are signed with a secret of this process: they are good only here.
+    app.state.tokens = Tokens(emulator.clock, secrets.token_bytes(32))
     return app
 
 

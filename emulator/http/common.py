@@ -15,6 +15,7 @@ from emulator.core.auth import AuthError, namespace_for
 from emulator.core.errors import FaultTriggered, Problem, not_found
 from emulator.core.faults import Fault
 from emulator.core.service import Emulator, Reply
+from emulator.core.tokens import TokenError, Tokens
 from emulator.core.wire import dumps_record
 
 __all__ = ["FaultTriggered", "HTTPProblem", "Problem", "not_found"]
@@ -47,10 +48,38 @@ def emulator_of(request: Request) -> Emulator:
 
 
 def authenticate(request: Request, emulator: Emulator) -> str:
+    """The caller's namespace: from its key, or from a token ``/tokens/`` issued (query or Bearer)."""
+    header = request.headers.get("authorization")
+    token = _issued_token(request, header)
+    if token is not None:
+        tokens: Tokens | None = getattr(request.app.state, "tokens", None)
+        if tokens is None:
+            raise HTTPProblem(401, {"detail": "Tokens are not accepted by this server"})
+        try:
+            return tokens.check(token, _app_alias(request)).namespace
+        except TokenError as exc:
+            raise HTTPProblem(401, {"detail": str(exc)}) from exc
     try:
-        return namespace_for(request.headers.get("authorization"), required=emulator.settings.require_auth)
+        return namespace_for(header, required=emulator.settings.require_auth)
     except AuthError as exc:
         raise HTTPProblem(401, {"detail": str(exc)}) from exc
+
+
+def _issued_token(request: Request, header: str | None) -> str | None:
+    """A token from ``/tokens/``: ``?fal_jwt_token=`` (when no key is sent) or ``Bearer`` with one of ours."""
+    if header:
+        scheme, _, credentials = header.strip().partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "bearer" and Tokens.claims_of(credentials) is not None:
+            return credentials
+        return None
+    return query_of(request).get("fal_jwt_token")
+
+
+def _app_alias(request: Request) -> str | None:
+    """The alias of the app a queue or run call is for (``any-llm`` in ``fal-ai/any-llm/stream``)."""
+    parts = str(request.path_params.get("path", "")).strip("/").split("/")
+    return parts[1] if len(parts) >= 2 and parts[1] else None
 
 
 async def read_body(request: Request, limit: int) -> bytes:

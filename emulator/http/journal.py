@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emulator.core.auth import AuthError, namespace_for
+from emulator.core.auth import ANONYMOUS, AuthError, namespace_for
 from emulator.core.service import Emulator
+from emulator.core.tokens import Tokens
 
 
 class JournalMiddleware:
@@ -47,6 +49,9 @@ class JournalMiddleware:
             namespace = namespace_for(headers.get("authorization"), required=False)
         except AuthError:
             namespace = "(invalid key)"
+        if namespace == ANONYMOUS or namespace.startswith("bearer-"):
+            # A call made with a token from /tokens/ is filed under the key that asked for it.
+            namespace = token_namespace(scope, headers) or namespace
         entry = None
 
         async def send_and_note(message: Message) -> None:
@@ -72,3 +77,14 @@ class JournalMiddleware:
         finally:
             if entry is not None:
                 entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+
+
+def token_namespace(scope: Scope, headers: dict[str, str]) -> str | None:
+    """The namespace a /tokens/ token names (as the label of a journal entry; its use is checked elsewhere)."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    token = credentials.strip() if scheme.lower() == "bearer" else None
+    if token is None:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        token = (query.get("fal_jwt_token") or [None])[0]
+    claims = Tokens.claims_of(token) if token else None
+    return str(claims["sub"]) if claims and "sub" in claims else None

@@ -65,7 +65,7 @@ describe("queue", () => {
     assert.equal(status.data.request_id, submitted.request_id);
   });
 
-  test("fal.queue.cancel stops a queued request, whose result then answers 499", async () => {
+  test("fal.queue.cancel stops a queued request, whose result then answers 499 with a message", async () => {
     const submitted = await pausedFal.queue.submit(APP, { input: { prompt: "never runs" } });
     await pausedFal.queue.cancel(APP, { requestId: submitted.request_id });
     const status = await pausedFal.queue.status(APP, { requestId: submitted.request_id });
@@ -74,6 +74,8 @@ describe("queue", () => {
     await assert.rejects(pausedFal.queue.result(APP, { requestId: submitted.request_id }), (error) => {
       assert.ok(error instanceof ApiError);
       assert.equal(error.status, 499);
+      assert.equal(error.message, "Request cancelled by the client");
+      assert.equal(error.body.detail, "Request cancelled by the client");
       return true;
     });
   });

@@ -1,6 +1,6 @@
 // @fal-ai/client's storage against the emulator: uploads (single and multipart), auto-upload, limits.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 
 import { ApiError, createFalClient } from "@fal-ai/client";
 
@@ -11,18 +11,23 @@ let emulator;
 let fal;
 let small;
 let smallFal;
+// The proxy path opened to every fal host (--proxy open), as a custom proxy would forward.
+let open;
+let openFal;
 
 before(async () => {
-  [emulator, small] = await Promise.all([
+  [emulator, small, open] = await Promise.all([
     startEmulator(["--profile", "instant", "--max-upload-bytes", String(LIMIT)]),
     startEmulator(["--profile", "instant", "--max-upload-bytes", "1024"]),
+    startEmulator(["--profile", "instant", "--max-upload-bytes", String(LIMIT), "--proxy", "open"]),
   ]);
   fal = createFalClient({ credentials: KEY, proxyUrl: { url: emulator.proxyUrl, when: "always" } });
   smallFal = createFalClient({ credentials: KEY, proxyUrl: { url: small.proxyUrl, when: "always" } });
+  openFal = createFalClient({ credentials: KEY, proxyUrl: { url: open.proxyUrl, when: "always" } });
 });
 
 after(async () => {
-  await Promise.all([emulator?.stop(), small?.stop()]);
+  await Promise.all([emulator?.stop(), small?.stop(), open?.stop()]);
 });
 
 test("fal.storage.upload returns a URL that serves the bytes with their content type", async () => {
@@ -34,15 +39,28 @@ test("fal.storage.upload returns a URL that serves the bytes with their content 
   assert.equal(await response.text(), "hello, storage");
 });
 
-test("a file over 90 MB goes up in parts and comes back whole", async () => {
+describe("a file over 90 MB (the client uploads it in parts)", () => {
   const size = 91 * 1024 * 1024;
   const bytes = new Uint8Array(size);
   bytes[size - 1] = 7;
-  const url = await fal.storage.upload(new Blob([bytes], { type: "application/octet-stream" }));
-  const response = await fetch(url);
-  const body = new Uint8Array(await response.arrayBuffer());
-  assert.equal(body.length, size);
-  assert.equal(body[size - 1], 7);
+  const big = new Blob([bytes], { type: "application/octet-stream" });
+
+  test("fails through the default proxy, as through @fal-ai/server-proxy: initiate-multipart is off its list", async () => {
+    await assert.rejects(fal.storage.upload(big), (error) => {
+      assert.ok(error instanceof ApiError);
+      assert.equal(error.status, 400);
+      assert.equal(error.body, "Invalid request");
+      return true;
+    });
+  });
+
+  test("goes up through the open proxy and comes back whole", async () => {
+    const url = await openFal.storage.upload(big);
+    const response = await fetch(url);
+    const body = new Uint8Array(await response.arrayBuffer());
+    assert.equal(body.length, size);
+    assert.equal(body[size - 1], 7);
+  });
 });
 
 test("a Blob in the input is uploaded and the vision endpoint reads it", async () => {

@@ -9,6 +9,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator.core.errors import validation_problem
+from emulator.core.spec import with_urls
+from emulator.core.tokens import Tokens, token_request
 from emulator.http.common import (
     HTTPProblem,
     authenticate,
@@ -75,7 +77,31 @@ async def auth_token(request: Request) -> Response:
     )
 
 
+async def issue_token(request: Request) -> Response:
+    """A short-lived token for the apps named: the body is the token, a JSON string, as fal answers."""
+    emulator = emulator_of(request)
+    try:
+        namespace = authenticate(request, emulator)
+        raw = await read_body(request, emulator.settings.max_body_bytes)
+        try:
+            data = json.loads(raw) if raw.strip() else None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise validation_problem(
+                with_urls([{"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}])
+            ) from exc
+        apps, seconds, errors = token_request(data)
+        if errors:
+            raise validation_problem(with_urls(errors))
+    except HTTPProblem as problem:
+        return problem_response(problem)
+    tokens: Tokens = request.app.state.tokens
+    return json_response(tokens.issue(namespace, apps, seconds))
+
+
 routes = [
+    # The clients post to /tokens/ with the slash; without it is answered the same, never redirected.
+    Route("/tokens/", issue_token, methods=["POST"]),
+    Route("/tokens", issue_token, methods=["POST"]),
     Route("/storage/upload/initiate", initiate, methods=["POST"]),
     Route("/storage/upload/initiate-multipart", initiate, methods=["POST"]),
     Route("/storage/auth/token", auth_token, methods=["POST"]),
