@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +15,7 @@ from emulator.core.faults import HTTP_KINDS, Fault
 from emulator.core.models import JSON, Failure, RequestRecord
 from emulator.core.service import Emulator
 from emulator.core.spec import Operation
-from emulator.core.wire import dumps_record
+from emulator.core.wire import dumps_json, dumps_record
 
 
 class HTTPProblem(Exception):
@@ -44,8 +43,7 @@ class HTTPProblem(Exception):
 
 
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(content, status_code, headers, media_type="application/json")
+    return Response(dumps_json(body), status_code, headers, media_type="application/json")
 
 
 def record_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -5,22 +5,26 @@ Documented in ``control-openapi.yaml`` and the README; kept out of ``openapi.yam
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emulator.core.clock import ManualClock
+from emulator.core.clock import ManualClock, check_advance
 from emulator.core.faults import KNOWN_ERRORS, Fault, FaultError, Rule
 from emulator.core.fixture_files import FixtureError
 from emulator.core.lifecycle import PROFILES
 from emulator.core.models import JSON, Failure, RequestRecord
 from emulator.core.scheduler import TransitionError
 from emulator.core.service import Emulator
+from emulator.core.spec import JSONRejected, parse_json
 from emulator.core.wire import log_entry
-from emulator.http.common import HTTPProblem, emulator_of, json_response
+from emulator.http.common import HTTPProblem, emulator_of, json_response, read_body
+
+WEBHOOK_SIGNATURE = "x-fal-webhook-signature"
+# Control bodies are small (a fault rule, a setting): anything larger is a mistake or an attack.
+CONTROL_BODY_LIMIT = 1024 * 1024
 
 
 def _bad(message: str) -> HTTPProblem:
@@ -28,12 +32,12 @@ def _bad(message: str) -> HTTPProblem:
 
 
 async def _json_body(request: Request) -> JSON:
-    raw = await request.body()
+    raw = await read_body(request, CONTROL_BODY_LIMIT)
     if not raw.strip():
         return {}
     try:
-        data = json.loads(raw)
-    except ValueError as exc:
+        data = parse_json(raw)
+    except JSONRejected as exc:
         raise _bad(f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise _bad("body must be a JSON object")
@@ -43,6 +47,10 @@ async def _json_body(request: Request) -> JSON:
 def guard(request: Request) -> Emulator:
     """The emulator, once the caller has shown the control token (when one is set)."""
     emulator = emulator_of(request)
+    if WEBHOOK_SIGNATURE in request.headers:
+        # Only a webhook delivery carries fal's signature: one that reaches the control API
+        # (an alias of this host, a path spelled oddly) must not drive the emulator.
+        raise HTTPProblem(403, {"detail": "A webhook delivery cannot call the emulator's control API"})
     token = emulator.settings.control_token
     if token:
         given = request.headers.get("x-emulator-token")
@@ -266,6 +274,11 @@ async def clock_advance(request: Request) -> Response:
     seconds = body.get("seconds")
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
         raise _bad("'seconds' must be a number >= 0")
+    try:
+        # A JSON number too large for a float (1e400) arrives as infinity: refused here too.
+        check_advance(emulator.clock.now(), float(seconds))
+    except (ValueError, OverflowError) as exc:
+        raise HTTPProblem(422, {"detail": f"'seconds': {exc}"}) from exc
     fired = emulator.clock.advance(float(seconds))
     return json_response({"now": emulator.clock.now(), "timers_fired": fired})
 

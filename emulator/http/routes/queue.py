@@ -30,7 +30,7 @@ from emulator.http.common import (
     validated_input,
     with_fault,
 )
-from emulator.http.routes.webhooks import mode_header
+from emulator.http.routes.webhooks import mode_header, refuse_control_target
 from emulator.store import StoreError
 
 _REQUEST_ACTIONS = {
@@ -150,6 +150,7 @@ async def submit(request: Request, emulator: Emulator, namespace: str, endpoint:
             },
         )
     webhook = params.get("fal_webhook")
+    refuse_control_target(webhook if isinstance(webhook, str) else None)
     webhook_mode = mode_header(request)
     record = scheduler.submit(
         namespace,

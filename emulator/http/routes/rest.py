@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from emulator.core.spec import JSONRejected, parse_json
 from emulator.http.common import (
     HTTPProblem,
     authenticate,
@@ -23,11 +22,9 @@ async def _file_description(request: Request) -> tuple[str, str | None]:
     """``content_type`` and ``file_name`` from an initiate body; 422 for anything else."""
     raw = await read_body(request, emulator_of(request).settings.max_body_bytes)
     try:
-        data = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise validation_problem(
-            [{"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}]
-        ) from exc
+        data = parse_json(raw) if raw.strip() else {}
+    except JSONRejected as exc:
+        raise validation_problem([exc.detail]) from exc
     if not isinstance(data, dict):
         raise validation_problem([{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}])
     errors = [

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from emulator.core.spec import JSONRejected, parse_json
 from emulator.http.common import HTTPProblem, emulator_of, json_response, read_body
-from emulator.http.routes.control import guard, handles
+from emulator.http.routes.control import CONTROL_BODY_LIMIT, guard, handles
 from emulator.webhooks import Mode
 
 # Emulator-only header on submit: this request's webhook misbehaves in the named way.
 MODE_HEADER = "x-emulator-webhook-mode"
 _MODES = ", ".join(mode.value for mode in Mode)
-_CONTROL_BODY_LIMIT = 64 * 1024
+CONTROL_SEGMENT = "_emulator"
 
 
 def _invalid(loc: list[str], message: str, value: Any) -> HTTPProblem:
@@ -36,12 +37,35 @@ def mode_header(request: Request) -> Mode | None:
     return None if value is None else parse_mode(value.strip(), ["header", MODE_HEADER])
 
 
+def refuse_control_target(url: str | None) -> None:
+    """422 for a webhook URL under a control prefix (``/_emulator``), however its path is spelled.
+
+    The emulator cannot know every name it is reached by, so the path alone decides, on any
+    host: a webhook must not be able to drive an emulator (this one or another).
+    """
+    if url is None:
+        return
+    segments: list[str] = []
+    for segment in unquote(urlsplit(url).path).split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    if any(segment.lower() == CONTROL_SEGMENT for segment in segments):
+        raise _invalid(
+            ["query", "fal_webhook"],
+            "A webhook cannot target the emulator's control API (a path under /_emulator)",
+            url,
+        )
+
+
 async def _json_object(request: Request) -> dict[str, Any]:
-    raw = await read_body(request, _CONTROL_BODY_LIMIT)
+    raw = await read_body(request, CONTROL_BODY_LIMIT)
     try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise _invalid(["body"], "JSON decode error", raw.decode(errors="replace")) from None
+        body = parse_json(raw) if raw.strip() else {}
+    except JSONRejected as exc:
+        raise HTTPProblem(422, {"detail": [exc.detail]}) from None
     if not isinstance(body, dict):
         raise _invalid(["body"], "Input should be a JSON object", body)
     return body
@@ -63,7 +87,7 @@ async def attempts(request: Request) -> Response:
         raise _invalid(["query", "limit"], "Input should be a whole number", limit)
     found = webhooks.attempts(request.query_params.get("request_id"))
     # ``limit`` keeps the most recent attempts: ``limit=0`` asks only for the pending count.
-    listed = [attempt.to_json() for attempt in (found[len(found) - int(limit) :] if limit else found)]
+    listed = [attempt.to_json() for attempt in (found[max(0, len(found) - int(limit)) :] if limit else found)]
     return json_response({"attempts": listed, "pending": webhooks.dispatcher.pending()})
 
 
