@@ -19,6 +19,7 @@ from emulator.http.routes.control import CONTROL_BODY_LIMIT
 from emulator.webhooks import Delivery, Dispatcher, KeyRing, Outcome
 from tests.conftest import AUTH
 from tests.helpers import drive
+from tests.receivers import refused_url, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -212,13 +213,15 @@ class TestWebhookControl:
     ) -> None:
         """?limit=N returns min(N, all) attempts, the latest ones."""
         hooks = core.webhooks.dispatcher
+        ids = []
         for n in range(3):
-            delivery = Delivery(f"r{n}", "test-key", "http://127.0.0.1:9/hook", b"{}")
-            hooks.max_pending = 0  # given up at once: an attempt recorded without any network
-            hooks.submit(delivery)
+            answer = await http.post("/fal-ai/any-llm", params={"fal_webhook": refused_url()}, json={"prompt": f"{n}"})
+            ids.append(answer.json()["request_id"])
+            clock.advance(0)
+            await wait_until(hooks, lambda: len(hooks.attempts()) == len(ids))
         for limit, expected in ((4, 3), (3, 3), (2, 2), (0, 0)):
             listed = (await http.get("/_emulator/webhooks", params={"limit": limit})).json()["attempts"]
-            assert [a["request_id"] for a in listed] == ["r0", "r1", "r2"][3 - expected :]
+            assert [a["request_id"] for a in listed] == ids[3 - expected :]
 
 
 def test_pending_webhooks_are_capped_and_the_newest_given_up(tmp_path: Path) -> None:
