@@ -13,6 +13,7 @@ import pytest
 from emulator import Emulator, ManualClock, Settings, create_app
 from emulator.core.clock import MAX_ADVANCE_SECONDS
 from emulator.core.journal import MAX_HEADER_VALUE_BYTES, MAX_HEADERS_BYTES, Journal
+from emulator.core.scheduler import Submission
 from emulator.core.spec import MAX_JSON_DEPTH, JSONRejected, parse_json
 from emulator.core.wire import dumps_json
 from emulator.http.routes.control import CONTROL_BODY_LIMIT
@@ -80,6 +81,17 @@ class TestSurfaces:
         ok = await drive(clock, client.post("/run/fal-ai/any-llm", json={"prompt": "\U0001f600 fine"}))
         assert ok.status_code == 200
         assert (await client.get("/_emulator/requests")).status_code == 200
+
+    async def test_a_record_holding_a_lone_surrogate_is_still_listed_and_answered(
+        self, client: httpx.AsyncClient, core: Emulator, clock: ManualClock
+    ) -> None:
+        """Text that got into a record another way is written escaped: the list and the result answer 200."""
+        record = core.scheduler.submit("test-key", Submission("fal-ai/any-llm", "fal-ai/any-llm", {"prompt": "\udfff"}))
+        listed = await client.get("/_emulator/requests")
+        assert listed.status_code == 200 and listed.json()["requests"][0]["input"]["prompt"] == "\udfff"
+        result = await drive(clock, client.get(f"/fal-ai/any-llm/requests/{record.id}"))
+        assert result.status_code == 200
+        result.content.decode("utf-8")
 
     @pytest.mark.parametrize("path", ["/fal-ai/any-llm", "/run/fal-ai/any-llm"])
     async def test_deep_json_answers_422_on_the_api(self, client: httpx.AsyncClient, path: str) -> None:
@@ -167,7 +179,9 @@ class TestJournal:
 
     async def test_a_request_with_a_huge_header_is_journalled_small(self, client: httpx.AsyncClient) -> None:
         """Even a 401 with a megabyte header leaves a journal entry of a few kilobytes."""
-        answer = await client.get("/fal-ai/any-llm/requests/x/status", headers={"authorization": "", "x-pad": "p" * 2**20})
+        answer = await client.get(
+            "/fal-ai/any-llm/requests/x/status", headers={"authorization": "", "x-pad": "p" * 2**20}
+        )
         assert answer.status_code in (401, 404)
         journal = await client.get("/_emulator/journal")
         assert len(journal.content) < 32 * 1024

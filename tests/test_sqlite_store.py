@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator import Emulator, Settings
+from emulator import Emulator, Settings, create_app
 from emulator.core.clock import ManualClock
 from emulator.core.models import RequestRecord, State
 from emulator.core.scheduler import Submission
@@ -205,3 +205,62 @@ def test_kill_9_loses_no_request_and_no_webhook(tmp_path: Path) -> None:
                 assert client.get(f"/{ENDPOINT}/requests/{request_id}").status_code == 200
         calls = receiver.wait_for_calls(len(hooked), timeout=15.0)
         assert {json.loads(call.body)["request_id"] for call in calls} == hooked
+
+
+def test_a_record_with_a_lone_surrogate_does_not_stop_the_writer(tmp_path: Path) -> None:
+    """Text UTF-8 cannot carry reaches the file (escaped), the writer goes on, and both records read back."""
+    path = tmp_path / "emulator.db"
+
+    async def write() -> list[str]:
+        emulator = build(path, ManualClock())
+        await emulator.start()
+        ids = []
+        for prompt in ("\ud800 lone", "after it"):
+            ids.append(emulator.scheduler.submit("ns", submission(prompt)).id)
+            pending = emulator.store.durable()
+            if pending is not None:
+                # A deadline, not a timing: on failure the writer is dead and this would wait for ever.
+                await asyncio.wait_for(pending, 15.0)
+        assert emulator.store.failure() is None
+        await emulator.stop()
+        return ids
+
+    ids = asyncio.run(write())
+    reopened = SqliteStore(path)
+    try:
+        prompts = [record.input["prompt"] for record in sorted(reopened.records(), key=lambda r: r.seq)]
+        assert [r.id for r in sorted(reopened.records(), key=lambda r: r.seq)] == ids
+        assert prompts == ["\ud800 lone", "after it"]
+    finally:
+        reopened.close()
+
+
+def test_a_writer_that_stops_fails_health_and_submits_at_once(tmp_path: Path) -> None:
+    """Once the writer thread is gone, health answers 503 and every submit answers 503 instead of hanging."""
+
+    def stop_the_writer(ops: object) -> None:
+        raise SystemExit("the writer is gone")
+
+    async def run() -> list[tuple[int, str]]:
+        emulator = build(tmp_path / "emulator.db", ManualClock())
+        store = emulator.store
+        assert isinstance(store, SqliteStore)
+        store._commit = stop_the_writer  # type: ignore[method-assign]
+        app = create_app(emulator=emulator)
+        answers = []
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://e.test", headers=AUTH) as http,
+        ):
+            for n in range(2):
+                submit = http.post(f"/{ENDPOINT}", json={"prompt": f"p{n}"})
+                answer = await asyncio.wait_for(submit, 15.0)  # a deadline: the old writer left it hanging
+                answers.append((answer.status_code, answer.text))
+            health = await http.get("/_emulator/health")
+            answers.append((health.status_code, health.text))
+        return answers
+
+    first, second, health = asyncio.run(run())
+    assert first[0] == 503 and "writer stopped" in first[1]
+    assert second[0] == 503 and "writer stopped" in second[1]
+    assert health[0] == 503 and "writer stopped" in health[1]

@@ -22,8 +22,10 @@ MAX_CLOCK_TIME = 32_503_680_000.0  # 3000-01-01T00:00:00Z
 
 def check_advance(now: float, seconds: float) -> None:
     """Raise ValueError, saying why, unless moving a clock at ``now`` on by ``seconds`` is sensible."""
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"seconds must be a finite number >= 0, not {seconds!r}")
+    if seconds < 0:
+        raise ValueError("the clock cannot go backwards")
+    if not math.isfinite(seconds):
+        raise ValueError(f"seconds must be a finite number, not {seconds!r}")
     if seconds > MAX_ADVANCE_SECONDS:
         raise ValueError(f"seconds must be at most {MAX_ADVANCE_SECONDS:.0f} (ten years), not {seconds!r}")
     if now + seconds > MAX_CLOCK_TIME:

@@ -47,6 +47,10 @@ class Store(Protocol):
         """Write what is pending and let go of files and connections."""
         ...
 
+    def failure(self) -> str | None:
+        """Why this store can take no more writes (its writer stopped); None while it works."""
+        ...
+
     def refresh(self, namespace: str, request_id: str) -> Awaitable[None] | None:
         """Read a record (and its queue position) afresh from a shared store; None when this copy is the truth."""
         ...

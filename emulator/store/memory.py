@@ -73,6 +73,9 @@ class MemoryStore:
     def close(self) -> None:
         pass
 
+    def failure(self) -> str | None:
+        return None
+
     def refresh(self, namespace: str, request_id: str) -> Awaitable[None] | None:
         return None
 

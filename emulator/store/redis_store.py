@@ -94,6 +94,8 @@ class RedisStore(MemoryStore):
         self._positions: dict[tuple[str, str], int] = {}
         self._lengths: dict[str, int] = {}
         self._down: str | None = None
+        # Why the writer task stopped for good; every later write fails with it.
+        self._dead: str | None = None
 
     def _key(self, kind: str, *parts: str) -> str:
         return self.address.prefix + kind + ":" + ":".join(parts)
@@ -118,14 +120,20 @@ class RedisStore(MemoryStore):
         self._put(("clear", namespace))
 
     def durable(self) -> Awaitable[None] | None:
-        if self._written >= self._queued:
+        if self._written >= self._queued and self._dead is None:
             return None
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((self._queued, future))
+        if self._dead is not None:
+            future.set_exception(StoreError(self._dead))
+        else:
+            self._waiters.append((self._queued, future))
         return future
 
     def close(self) -> None:
         pass
+
+    def failure(self) -> str | None:
+        return self._dead
 
     def shared(self) -> SharedQueue | None:
         return self
@@ -239,6 +247,21 @@ class RedisStore(MemoryStore):
             self._kick.set()
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_batches()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # Nothing more will be written: fail the waiting and later submits and the health check, loudly.
+            self._dead = f"Redis store at {self.where}: the writer stopped ({type(exc).__name__}: {exc})"
+            log.critical("%s", self._dead, exc_info=True)
+            waiters, self._waiters = self._waiters, []
+            for _, future in waiters:
+                if not future.done():
+                    future.set_exception(StoreError(self._dead))
+            raise
+
+    async def _write_batches(self) -> None:
         assert self._kick is not None
         while True:
             await self._kick.wait()
@@ -252,6 +275,10 @@ class RedisStore(MemoryStore):
             except (RedisError, OSError) as exc:
                 failure = self._unavailable(exc)
                 log.error("%s", failure)
+            except Exception as exc:
+                # A batch Redis or its client refuses (not the connection): those writes fail, the writer goes on.
+                failure = StoreError(f"Redis store at {self.where} cannot write: {type(exc).__name__}: {exc}")
+                log.exception("%s", failure)
             self._written += len(batch)
             due = [w for w in self._waiters if w[0] <= self._written]
             self._waiters = [w for w in self._waiters if w[0] > self._written]
@@ -321,6 +348,9 @@ class RedisStore(MemoryStore):
                 if self._down is None:
                     self._down = str(exc)
                     log.error("%s", self._unavailable(exc))
+            except Exception:
+                # One unreadable record must not stop the claims and lease renewals of every other.
+                log.exception("Redis store at %s: a runner tick failed", self.where)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
             self._wake.clear()
@@ -362,7 +392,10 @@ class RedisStore(MemoryStore):
                     await pubsub.subscribe(self.channel)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            self._heard(message["data"])
+                            try:
+                                self._heard(message["data"])
+                            except Exception:
+                                log.exception("Redis store at %s: an event could not be applied", self.where)
             except (RedisError, OSError):
                 # Gone with the server: the runner loop reports it; listen again once it is back.
                 with contextlib.suppress(TimeoutError):

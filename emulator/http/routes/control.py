@@ -94,6 +94,10 @@ def handles(endpoint: Any) -> Any:
 
 async def health(request: Request) -> Response:
     emulator = emulator_of(request)
+    failure = emulator.store.failure()
+    if failure is not None:
+        # A store that can write nothing more fails the health check: submits would only answer 503.
+        return json_response({"status": "unavailable", "detail": failure}, 503)
     return json_response({"status": "ok", "profile": emulator.scheduler.profile.name, "requests": len(emulator.store)})
 
 

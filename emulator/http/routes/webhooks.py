@@ -45,8 +45,12 @@ def refuse_control_target(url: str | None) -> None:
     """
     if url is None:
         return
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return  # not a URL at all: its delivery fails and is recorded, as any unreachable target
     segments: list[str] = []
-    for segment in unquote(urlsplit(url).path).split("/"):
+    for segment in unquote(path).split("/"):
         if segment == "..":
             if segments:
                 segments.pop()
