@@ -33,7 +33,8 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    fixtures: tuple[Path, ...] = (BUILTIN_FIXTURES,)
+    fixtures: tuple[Path, ...] = ()  # the user's fixture files and folders, matched before the built-in ones
+    builtin_fixtures: bool = True  # False leaves the built-in fixtures (echo:, the scenarios) out
     seed: int | None = None
     profile: str = "realistic"
     server: str = "uvicorn"
@@ -85,6 +86,11 @@ class Settings:
         if problems:
             raise SettingsError("; ".join(problems))
 
+    def fixture_paths(self) -> tuple[Path, ...]:
+        """What to load, in match order: the user's fixtures first, then the built-in ones unless left out."""
+        builtin = (BUILTIN_FIXTURES,) if self.builtin_fixtures else ()
+        return tuple(dict.fromkeys((*self.fixtures, *builtin)))
+
     def resolved_data_dir(self, environ: Mapping[str, str]) -> Path:
         return self.data_dir if self.data_dir is not None else default_data_dir(environ)
 
@@ -107,7 +113,7 @@ class Settings:
 _INTS = {"port", "seed", "runners", "max_body_bytes", "retention_count", "concurrency_limit", "journal_size"}
 _INTS |= {"journal_body_bytes", "webhook_senders", "tls_port", "max_upload_bytes"}
 _FLOATS = {"retention_seconds", "keepalive_seconds", "webhook_time_scale"}
-_BOOLS = {"require_auth"}
+_BOOLS = {"require_auth", "builtin_fixtures"}
 
 
 def _parse(name: str, raw: str) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator import Emulator
 from emulator.config import Settings, SettingsError
 from emulator.runtime.cli import build_parser, main, settings_from
 
@@ -58,3 +59,26 @@ def test_a_bad_fixture_file_stops_the_server_with_its_path(tmp_path: Path) -> No
     assert result.returncode == 2
     assert str(bad) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_user_fixtures_add_to_the_builtin_ones_and_come_first(tmp_path: Path) -> None:
+    """--fixtures keeps the built-in echo fixture and matches the user's first; --no-builtin-fixtures drops it."""
+    (tmp_path / "mine.yaml").write_text(
+        "fixtures:\n  - name: mine\n    match: {prompt: {contains: 'echo: mine'}}\n    output: from the user\n"
+    )
+
+    def answer(argv: list[str], prompt: str) -> str:
+        settings = settings_from(build_parser().parse_args(["serve", "--fixtures", str(tmp_path), *argv]), {})
+        return Emulator.build(settings).outputs.answer("fal-ai/any-llm", {"prompt": prompt}).text
+
+    assert answer([], "echo: hello") == "echo: hello"
+    assert answer([], "echo: mine") == "from the user"
+    assert answer(["--no-builtin-fixtures"], "echo: hello") != "echo: hello"
+    assert Settings.from_env({"ANY_LLM_EMULATOR_BUILTIN_FIXTURES": "0"}).builtin_fixtures is False
+
+
+def test_an_empty_fixture_folder_starts_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A folder with no fixture files is named in a warning, and the built-in fixtures still answer."""
+    emulator = Emulator.build(Settings(fixtures=(tmp_path,)))
+    assert any(str(tmp_path) in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert emulator.outputs.answer("fal-ai/any-llm", {"prompt": "echo: still here"}).text == "echo: still here"

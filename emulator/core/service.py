@@ -63,7 +63,7 @@ class Emulator:
             settings.resolved_data_dir(os.environ) / "storage", clock=clock, max_bytes=settings.max_upload_bytes
         )
         outputs = Outputs(
-            load_fixtures(settings.fixtures), seed=settings.seed, checks=[ImageUrlCheck(files, [settings.host])]
+            load_fixtures(settings.fixture_paths()), seed=settings.seed, checks=[ImageUrlCheck(files, [settings.host])]
         )
         faults = Faults(settings.seed)
         scheduler = Scheduler(
@@ -121,6 +121,6 @@ class Emulator:
 
     def reload_fixtures(self) -> int:
         """Read the fixture files again; keep the old ones if a file is bad. Returns the count."""
-        fixtures = load_fixtures(self.settings.fixtures)
+        fixtures = load_fixtures(self.settings.fixture_paths())
         self.outputs.fixtures = fixtures
         return len(fixtures)

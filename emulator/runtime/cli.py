@@ -36,8 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         action="append",
         metavar="DIR",
-        help="fixture file or folder, repeatable; replaces the built-in fixtures "
+        help="fixture file or folder, repeatable; matched before the built-in fixtures "
         f"{_env_help('fixtures')}, colon-separated",
+    )
+    serve.add_argument(
+        "--no-builtin-fixtures",
+        dest="builtin_fixtures",
+        action="store_const",
+        const=False,
+        help=f"leave the built-in fixtures out {_env_help('builtin_fixtures')}=0",
     )
     serve.add_argument("--seed", type=int, help=f"seed for request ids and generated text {_env_help('seed')}")
     serve.add_argument(
@@ -131,6 +138,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         "host": args.host,
         "port": args.port,
         "fixtures": tuple(args.fixtures) if args.fixtures else None,
+        "builtin_fixtures": args.builtin_fixtures,
         "seed": args.seed,
         "profile": args.profile,
         "server": args.server,
