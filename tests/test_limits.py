@@ -13,10 +13,12 @@ import pytest
 from emulator import Emulator, ManualClock, Settings, create_app
 from emulator.core.clock import MAX_ADVANCE_SECONDS
 from emulator.core.journal import MAX_HEADER_VALUE_BYTES, MAX_HEADERS_BYTES, Journal
+from emulator.core.models import RequestRecord
 from emulator.core.scheduler import Submission
 from emulator.core.spec import MAX_JSON_DEPTH, JSONRejected, parse_json
 from emulator.core.wire import dumps_json
 from emulator.http.routes.control import CONTROL_BODY_LIMIT
+from emulator.store.codec import decode, encode
 from emulator.webhooks import Delivery, Dispatcher, KeyRing, Outcome
 from tests.conftest import AUTH
 from tests.helpers import drive
@@ -250,3 +252,11 @@ def test_pending_webhooks_are_capped_and_the_newest_given_up(tmp_path: Path) -> 
     assert given_up.request_id == "r2" and given_up.outcome is Outcome.GAVE_UP
     assert given_up.error is not None and "limit" in given_up.error
     assert settled == ["r2"]
+
+
+def test_the_store_codec_writes_any_text_as_ascii() -> None:
+    """A record holding a lone surrogate encodes to ASCII (so SQLite and Redis take it) and decodes the same."""
+    record = RequestRecord("r", "k", "e", "a", {"prompt": "\ud800 \u00e9"}, submitted_at=0.0, seq=1)
+    text = encode(record)
+    assert text.isascii()
+    assert decode(text.encode("utf-8")).input == {"prompt": "\ud800 \u00e9"}

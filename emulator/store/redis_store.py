@@ -94,6 +94,8 @@ class RedisStore(MemoryStore):
         self._positions: dict[tuple[str, str], int] = {}
         self._lengths: dict[str, int] = {}
         self._down: str | None = None
+        # The data generation this process last saw in Redis: a new one means Redis lost its data.
+        self._generation: bytes | str | None = None
         # Why the writer task stopped for good; every later write fails with it.
         self._dead: str | None = None
 
@@ -147,7 +149,7 @@ class RedisStore(MemoryStore):
             self.address.url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=1
         )
         sources = {"submit": scripts.SUBMIT, "claim": scripts.CLAIM, "renew": scripts.RENEW}
-        sources |= {"reap": scripts.REAP, "clear": scripts.CLEAR}
+        sources |= {"reap": scripts.REAP, "clear": scripts.CLEAR, "restore": scripts.RESTORE}
         self._scripts = {name: self._client.register_script(source) for name, source in sources.items()}
         self._kick, self._wake = asyncio.Event(), asyncio.Event()
         if self._pending:
@@ -214,6 +216,14 @@ class RedisStore(MemoryStore):
             raise self._unavailable(exc) from exc
         if body is not None:
             self._mirror(decode(body))
+        else:
+            cached = self._records.get((namespace, request_id))
+            if cached is not None and not cached.done:
+                # Accepted, not finished, and gone from Redis (which lost its data): write it back.
+                try:
+                    await self._retrying(functools.partial(self._restore, [cached]))
+                except (RedisError, OSError) as exc:
+                    raise self._unavailable(exc) from exc
         if rank is not None:
             self._positions[(namespace, request_id)] = int(rank)
 
@@ -324,7 +334,7 @@ class RedisStore(MemoryStore):
                         patterns = [self.address.prefix + "*"]
                     else:
                         patterns = [self._key("req", namespace, "*"), self._key("queue", namespace)]
-                    await self._scripts["clear"]([], patterns, client=pipe)
+                    await self._scripts["clear"]([self._key("generation")], patterns, client=pipe)
                     pipe.publish(self.channel, f"{self.owner}\nclear\n{namespace or ''}")
             results = await pipe.execute()
         ranks = iter(r for op, r in zip(batch, _submit_results(batch, results), strict=True) if op[0] == "submit")
@@ -359,6 +369,7 @@ class RedisStore(MemoryStore):
         client = self._connected()
         runners = self._runners
         assert runners is not None
+        await self._check_generation(client)
         lease = self.address.lease_seconds
         held = list(self._leases.values())
         if held:
@@ -384,6 +395,76 @@ class RedisStore(MemoryStore):
                     pipe.zcard(self._key("queue", namespace))
                 lengths = await pipe.execute()
             self._lengths = {namespace: int(n) for namespace, n in zip(namespaces, lengths, strict=True)}
+
+    async def _check_generation(self, client: aioredis.Redis) -> None:
+        """Notice that Redis lost its data (a restart without persistence) and write back what this process holds.
+
+        The first process to find the generation key missing sets a new one; every process
+        that sees a generation other than the one it knew writes its records back, so a request
+        any process still holds is not lost and all processes agree again.
+        """
+        key = self._key("generation")
+        seen = await client.get(key)
+        if seen is None:
+            await client.set(key, uuid.uuid4().hex, nx=True)
+            seen = await client.get(key)
+        if seen is None or seen == self._generation:
+            return
+        first, self._generation = self._generation is None, seen
+        held = sorted(self._records.values(), key=lambda r: (r.seq, r.submitted_at))
+        if not held:
+            return
+        written = await self._restore(held)
+        if not first:
+            log.warning(
+                "Redis at %s lost its data: wrote back %d of the %d requests this process holds",
+                self.where,
+                written,
+                len(held),
+            )
+
+    async def _restore(self, records: list[RequestRecord]) -> int:
+        """Write records back where Redis has no newer copy; mirror the copies Redis keeps instead."""
+        client = self._connected()
+        runners = self._runners
+        async with client.pipeline(transaction=False) as pipe:
+            for record in records:
+                ns, rid = record.namespace, record.id
+                body = encode(record)
+                local = runners is not None and runners.is_local(record)
+                lease = self._leases.get((ns, rid), "") if local else ""
+                queued = record.state is State.IN_QUEUE and not local
+                keys = [
+                    self._key("req", ns, rid),
+                    self._key("queue", ns),
+                    self._key("seq"),
+                    self._key("namespaces"),
+                    self._key("leases"),
+                ]
+                args = [
+                    body,
+                    record.version,
+                    int(record.priority),
+                    ns,
+                    rid,
+                    "1" if queued else "0",
+                    "1" if record.done else "0",
+                    max(1, int(self.retention_seconds)),
+                    self.channel,
+                    f"{self.owner}\nput\n{body}",
+                    lease,
+                    self.address.lease_seconds,
+                ]
+                await self._scripts["restore"](keys, args, client=pipe)
+            results = await pipe.execute()
+        written = 0
+        for kept in results:
+            if kept is None:
+                written += 1
+            else:
+                self._mirror(decode(kept))
+        self.wake()
+        return written
 
     async def _listen_loop(self) -> None:
         while True:
