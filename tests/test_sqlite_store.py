@@ -264,3 +264,41 @@ def test_a_writer_that_stops_fails_health_and_submits_at_once(tmp_path: Path) ->
     assert first[0] == 503 and "writer stopped" in first[1]
     assert second[0] == 503 and "writer stopped" in second[1]
     assert health[0] == 503 and "writer stopped" in health[1]
+
+
+def test_an_operation_sqlite_refuses_fails_alone_and_the_writer_goes_on(tmp_path: Path) -> None:
+    """A write that raises (not a disk error) fails only its own request; the others commit and later ones too."""
+    path = tmp_path / "emulator.db"
+    store = SqliteStore(path)
+    commit = store._commit
+
+    def refuse_bad(ops: list[Any]) -> None:
+        if any(op[2] == "bad" for op in ops if op and op[0] == "put"):
+            raise ValueError("refused on purpose")
+        commit(ops)
+
+    store._commit = refuse_bad  # type: ignore[method-assign]
+
+    def record(request_id: str, seq: int) -> RequestRecord:
+        return RequestRecord(request_id, "ns", ENDPOINT, ENDPOINT, {"prompt": request_id}, submitted_at=0.0, seq=seq)
+
+    async def run() -> list[str]:
+        outcomes = []
+        for seq, request_id in enumerate(["good", "bad", "later"]):
+            store.add(record(request_id, seq))
+            store.save(store.get("ns", request_id), 0.0)  # type: ignore[arg-type]
+            pending = store.durable()
+            try:
+                if pending is not None:
+                    await asyncio.wait_for(pending, 15.0)  # a deadline: a dead writer never answers
+                outcomes.append("kept")
+            except StoreError as exc:
+                outcomes.append(str(exc))
+        return outcomes
+
+    good, bad, later = asyncio.run(run())
+    store.close()
+    assert (good, later) == ("kept", "kept")
+    assert "refused on purpose" in bad
+    rows = sqlite3.connect(path).execute("SELECT id FROM requests ORDER BY seq").fetchall()
+    assert rows == [("good",), ("later",)]

@@ -126,7 +126,8 @@ class SqliteStore(MemoryStore):
         with self._lock:
             target = self._queued
             refused, self._refused = self._refused, None
-            failure = self._dead or refused or self._failure
+            # An earlier batch's failure is not this one's: with writes still pending, wait for them.
+            failure = self._dead or refused or (self._failure if self._written >= target else None)
             if self._written >= target and failure is None:
                 return None
             loop = asyncio.get_running_loop()
@@ -196,16 +197,17 @@ class SqliteStore(MemoryStore):
             except Exception as exc:
                 # Not the disk but one operation SQLite refuses: the batch was rolled back, so
                 # commit it again one by one and leave out only what still fails.
-                failure = self._commit_each(ops, exc)
+                log.warning("SQLite store %s: a batch failed (%r); writing it one by one", self.path, exc)
+                failure = self._commit_each(ops)
             self._written_up_to(len(ops), failure)
 
-    def _commit_each(self, ops: list[_Op], first: Exception) -> str | None:
+    def _commit_each(self, ops: list[_Op]) -> str | None:
         failure = None
         for op in ops:
             try:
                 self._commit([op])
             except Exception as exc:
-                failure = f"SQLite store {self.path} cannot write {op[0]} of {op[1:3]}: {exc or first}"
+                failure = f"SQLite store {self.path} cannot write {op[0]} of {op[1:3]}: {exc!r}"
                 log.error("%s", failure)
         return failure
 
