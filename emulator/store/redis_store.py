@@ -37,6 +37,11 @@ from emulator.store.memory import MemoryStore
 log = logging.getLogger("emulator.store")
 T = TypeVar("T")
 
+# What a call on a connection that went away can raise. redis-py raises AttributeError when
+# another task tore the connection down while this one was still connecting on it.
+_GONE = (RedisConnectionError, OSError, AttributeError)
+_UNAVAILABLE = (RedisError, OSError, AttributeError)
+
 # How often a process renews its leases, reaps expired ones and looks for work when nothing woke it.
 TICK_SECONDS = 0.1
 DEFAULT_LEASE_SECONDS = 10.0
@@ -212,7 +217,7 @@ class RedisStore(MemoryStore):
 
         try:
             body, rank = await self._retrying(read)
-        except (RedisError, OSError) as exc:
+        except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
         if body is not None:
             self._mirror(decode(body))
@@ -222,7 +227,7 @@ class RedisStore(MemoryStore):
                 # Accepted, not finished, and gone from Redis (which lost its data): write it back.
                 try:
                     await self._retrying(functools.partial(self._restore, [cached]))
-                except (RedisError, OSError) as exc:
+                except _UNAVAILABLE as exc:
                     raise self._unavailable(exc) from exc
         if rank is not None:
             self._positions[(namespace, request_id)] = int(rank)
@@ -246,7 +251,7 @@ class RedisStore(MemoryStore):
         """
         try:
             return await call()
-        except (RedisConnectionError, OSError):
+        except _GONE:
             await self._connected().connection_pool.disconnect()
             return await call()
 
