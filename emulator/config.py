@@ -82,10 +82,19 @@ class Settings:
         "when the default port is taken a free one is used instead",
     )
     fixtures: tuple[Path, ...] = _option(
-        (BUILTIN_FIXTURES,),
-        "fixture file or folder, repeatable (colon-separated in the environment); replaces the built-in fixtures",
+        (),
+        "fixture file or folder, repeatable (colon-separated in the environment); added to the built-in "
+        "fixtures and matched before them",
         metavar="PATH",
-        default_text="the built-in fixtures",
+        default_text="none",
+    )
+    builtin_fixtures: bool = _option(
+        True,
+        "leave the built-in fixtures (echo:, the scenarios) out",
+        flag="--no-builtin-fixtures",
+        invert=True,
+        default_text="off (the built-in fixtures are loaded)",
+        legacy_env=("BUILTIN_FIXTURES",),
     )
     seed: int | None = _option(None, "seed for request ids and generated text", default_text="random")
     profile: str = _option(
@@ -203,6 +212,11 @@ class Settings:
             problems.append("webhook_senders must be at least 1")
         if problems:
             raise SettingsError("; ".join(problems))
+
+    def fixture_paths(self) -> tuple[Path, ...]:
+        """What to load, in match order: the user's fixtures first, then the built-in ones unless left out."""
+        builtin = (BUILTIN_FIXTURES,) if self.builtin_fixtures else ()
+        return tuple(dict.fromkeys((*self.fixtures, *builtin)))
 
     @property
     def ca_bundle(self) -> Path | None:

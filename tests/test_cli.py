@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator import Emulator
 from emulator.config import OPTIONS, Option, Settings, SettingsError, options_table
 from emulator.runtime.cli import build_parser, main, settings_from
 
@@ -141,3 +142,26 @@ def test_the_options_document_holds_the_generated_table() -> None:
     """docs/options.md contains the table options_table() makes from the declaration (regenerate it if not)."""
     document = (Path(__file__).parent.parent / "docs" / "options.md").read_text()
     assert options_table() in document, "run: python -m emulator.runtime.cli options-table"
+
+
+def test_user_fixtures_add_to_the_builtin_ones_and_come_first(tmp_path: Path) -> None:
+    """--fixtures keeps the built-in echo fixture and matches the user's first; --no-builtin-fixtures drops it."""
+    (tmp_path / "mine.yaml").write_text(
+        "fixtures:\n  - name: mine\n    match: {prompt: {contains: 'echo: mine'}}\n    output: from the user\n"
+    )
+
+    def answer(argv: list[str], prompt: str) -> str:
+        settings = settings_from(build_parser().parse_args(["serve", "--fixtures", str(tmp_path), *argv]), {})
+        return Emulator.build(settings).outputs.answer("fal-ai/any-llm", {"prompt": prompt}).text
+
+    assert answer([], "echo: hello") == "echo: hello"
+    assert answer([], "echo: mine") == "from the user"
+    assert answer(["--no-builtin-fixtures"], "echo: hello") != "echo: hello"
+    assert Settings.from_env({"ANY_LLM_EMULATOR_BUILTIN_FIXTURES": "0"}).builtin_fixtures is False
+
+
+def test_an_empty_fixture_folder_starts_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A folder with no fixture files is named in a warning, and the built-in fixtures still answer."""
+    emulator = Emulator.build(Settings(fixtures=(tmp_path,)))
+    assert any(str(tmp_path) in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert emulator.outputs.answer("fal-ai/any-llm", {"prompt": "echo: still here"}).text == "echo: still here"

@@ -355,7 +355,7 @@ async def test_fixture_reload(tmp_path: Path, clock: ManualClock) -> None:
     """Fixtures reload without a restart; a broken file is refused and the old ones stay."""
     file = tmp_path / "f.yaml"
     file.write_text("fixtures: [{name: a, match: {prompt: hi}, output: first}]")
-    emulator = Emulator.build(Settings(fixtures=(tmp_path,), profile="instant"), clock=clock)
+    emulator = Emulator.build(Settings(fixtures=(tmp_path,), builtin_fixtures=False, profile="instant"), clock=clock)
     transport = httpx.ASGITransport(app=create_app(emulator=emulator))
     async with httpx.AsyncClient(transport=transport, base_url="http://e.test", headers=AUTH) as http:
         file.write_text("fixtures: [{name: a, match: {prompt: hi}, output: second}]")

@@ -8,7 +8,7 @@ import pytest
 
 from emulator.config import BUILTIN_FIXTURES
 from emulator.core.fixture_files import FixtureError, load_fixtures
-from emulator.core.outputs import Outputs, split_tokens
+from emulator.core.outputs import MAX_GENERATED_WORDS, Outputs, split_tokens
 
 FIXTURE_FILE = """
 fixtures:
@@ -124,3 +124,15 @@ def test_a_missing_fixture_path_is_an_error(tmp_path: Path) -> None:
     """A fixture path that does not exist is reported, not ignored."""
     with pytest.raises(FixtureError, match="no such fixture"):
         load_fixtures([tmp_path / "nope"])
+
+
+def test_max_tokens_sets_the_length_of_generated_text_up_to_the_maximum() -> None:
+    """max_tokens N gives N words (one token each), up to MAX_GENERATED_WORDS; without it 40 to 120."""
+    outputs = Outputs(seed=5)
+
+    def words(**extra: object) -> int:
+        return len(outputs.answer("fal-ai/any-llm", {"prompt": "How do tides work?", **extra}).text.split())
+
+    assert words(max_tokens=500) == 500
+    assert words(max_tokens=4000) == MAX_GENERATED_WORDS
+    assert 40 <= words() <= 120

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import Redis
 
 from emulator.store import StoreError, open_store
 from tests.processes import EmulatorProcess, emulator_process
@@ -33,6 +34,10 @@ def poll(check: Callable[[], bool], what: str, within: float = 20.0, show: Calla
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {within}s: {show()}")
+
+
+def redis_client(server: RedisServer) -> Redis:
+    return Redis(host="127.0.0.1", port=server.port)
 
 
 def client(server: EmulatorProcess) -> httpx.Client:
@@ -203,3 +208,43 @@ def test_a_deadline_ends_a_request_no_runner_took(tmp_path: Path, redis: RedisSe
         assert status(api, request_id)["error_type"] == "request_timeout"
         assert api.post("/_emulator/resume").status_code == 200
         assert api.get(f"/{ENDPOINT}/requests/{request_id}").status_code == 504
+
+
+def test_after_redis_loses_its_data_the_processes_write_back_and_agree(tmp_path: Path, redis: RedisServer) -> None:
+    """Redis restarted empty: each process writes back what it holds, both see the same states, all complete."""
+    with paused_pair(tmp_path, redis) as (api_a, api_b):
+        done = [api_a.post(f"/{ENDPOINT}", json={"prompt": f"early {n}"}).json()["request_id"] for n in range(3)]
+        assert api_a.post("/_emulator/resume").status_code == 200
+        poll(lambda: all(status(api_b, rid)["status"] == "COMPLETED" for rid in done), "the early ones completed")
+        assert api_a.post("/_emulator/pause").status_code == 200
+        queued = [
+            (api_a if n % 2 else api_b).post(f"/{ENDPOINT}", json={"prompt": f"late {n}"}).json()["request_id"]
+            for n in range(12)
+        ]
+        ids = done + queued
+        redis.stop()
+        redis.start()  # --save '': the restarted server holds nothing
+        keys = redis_client(redis)
+
+        def state(api: httpx.Client, rid: str) -> str | None:
+            # While Redis comes back a poll may answer 503 (store unavailable): not yet, then.
+            answer = api.get(f"/{ENDPOINT}/requests/{rid}/status")
+            assert answer.status_code in (200, 202, 503), answer.text
+            return str(answer.json()["status"]) if answer.status_code != 503 else None
+
+        def agreed() -> bool:
+            held = all(keys.exists(f"any-llm-emulator:req:local:{rid}") for rid in ids)
+            return held and all(state(api_a, rid) == state(api_b, rid) is not None for rid in ids)
+
+        poll(agreed, "every request back in Redis, the same on both processes")
+        assert [status(api_b, rid)["status"] for rid in done] == ["COMPLETED"] * 3
+        for api in (api_a, api_b):
+            assert api.post("/_emulator/resume").status_code == 200
+
+        def completed() -> bool:
+            return all(status(api, rid)["status"] == "COMPLETED" for rid in ids for api in (api_a, api_b))
+
+        try:
+            poll(completed, "every request completed, as both processes see it", within=30.0)
+        finally:
+            keys.close()

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator import Emulator, Settings
+from emulator import Emulator, Settings, create_app
 from emulator.core.clock import ManualClock
 from emulator.core.models import RequestRecord, State
 from emulator.core.scheduler import Submission
@@ -208,3 +208,102 @@ def test_kill_9_loses_no_request_and_no_webhook(tmp_path: Path) -> None:
                 assert client.get(f"/{ENDPOINT}/requests/{request_id}").status_code == 200
         calls = receiver.wait_for_calls(len(hooked), timeout=15.0)
         assert {json.loads(call.body)["request_id"] for call in calls} == hooked
+
+
+def test_a_record_with_a_lone_surrogate_does_not_stop_the_writer(tmp_path: Path) -> None:
+    """Text UTF-8 cannot carry reaches the file (escaped), the writer goes on, and both records read back."""
+    path = tmp_path / "emulator.db"
+
+    async def write() -> list[str]:
+        emulator = build(path, ManualClock())
+        await emulator.start()
+        ids = []
+        durable = emulator.backend.durable
+        assert durable is not None
+        for prompt in ("\ud800 lone", "after it"):
+            ids.append(emulator.scheduler.submit("ns", submission(prompt)).id)
+            pending = durable.durable()
+            if pending is not None:
+                # A deadline, not a timing: on failure the writer is dead and this would wait for ever.
+                await asyncio.wait_for(pending, 15.0)
+        assert durable.failure() is None
+        await emulator.stop()
+        return ids
+
+    ids = asyncio.run(write())
+    reopened = SqliteStore(path)
+    try:
+        prompts = [record.input["prompt"] for record in sorted(reopened.records(), key=lambda r: r.seq)]
+        assert [r.id for r in sorted(reopened.records(), key=lambda r: r.seq)] == ids
+        assert prompts == ["\ud800 lone", "after it"]
+    finally:
+        reopened.close()
+
+
+def test_a_writer_that_stops_fails_health_and_submits_at_once(tmp_path: Path) -> None:
+    """Once the writer thread is gone, health answers 503 and every submit answers 503 instead of hanging."""
+
+    def stop_the_writer(ops: object) -> None:
+        raise SystemExit("the writer is gone")
+
+    async def run() -> list[tuple[int, str]]:
+        emulator = build(tmp_path / "emulator.db", ManualClock())
+        store = emulator.store
+        assert isinstance(store, SqliteStore)
+        store._commit = stop_the_writer  # type: ignore[method-assign]
+        app = create_app(emulator=emulator)
+        answers = []
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://e.test", headers=AUTH) as http,
+        ):
+            for n in range(2):
+                submit = http.post(f"/{ENDPOINT}", json={"prompt": f"p{n}"})
+                answer = await asyncio.wait_for(submit, 15.0)  # a deadline: the old writer left it hanging
+                answers.append((answer.status_code, answer.text))
+            health = await http.get("/_emulator/health")
+            answers.append((health.status_code, health.text))
+        return answers
+
+    first, second, health = asyncio.run(run())
+    assert first[0] == 503 and "writer stopped" in first[1]
+    assert second[0] == 503 and "writer stopped" in second[1]
+    assert health[0] == 503 and "writer stopped" in health[1]
+
+
+def test_an_operation_sqlite_refuses_fails_alone_and_the_writer_goes_on(tmp_path: Path) -> None:
+    """A write that raises (not a disk error) fails only its own request; the others commit and later ones too."""
+    path = tmp_path / "emulator.db"
+    store = SqliteStore(path)
+    commit = store._commit
+
+    def refuse_bad(ops: list[Any]) -> None:
+        if any(op[2] == "bad" for op in ops if op and op[0] == "put"):
+            raise ValueError("refused on purpose")
+        commit(ops)
+
+    store._commit = refuse_bad  # type: ignore[method-assign]
+
+    def record(request_id: str, seq: int) -> RequestRecord:
+        return RequestRecord(request_id, "ns", ENDPOINT, ENDPOINT, {"prompt": request_id}, submitted_at=0.0, seq=seq)
+
+    async def run() -> list[str]:
+        outcomes = []
+        for seq, request_id in enumerate(["good", "bad", "later"]):
+            store.add(record(request_id, seq))
+            store.save(store.get("ns", request_id), 0.0)  # type: ignore[arg-type]
+            pending = store.durable()
+            try:
+                if pending is not None:
+                    await asyncio.wait_for(pending, 15.0)  # a deadline: a dead writer never answers
+                outcomes.append("kept")
+            except StoreError as exc:
+                outcomes.append(str(exc))
+        return outcomes
+
+    good, bad, later = asyncio.run(run())
+    store.close()
+    assert (good, later) == ("kept", "kept")
+    assert "refused on purpose" in bad
+    rows = sqlite3.connect(path).execute("SELECT id FROM requests ORDER BY seq").fetchall()
+    assert rows == [("good",), ("later",)]

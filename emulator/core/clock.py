@@ -9,9 +9,27 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Callable
 from typing import Protocol
+
+# One advance moves time on by at most ten years, and never past the year 3000: beyond that,
+# timestamps no longer fit the formats the API writes (ISO dates end at the year 9999).
+MAX_ADVANCE_SECONDS = 10 * 365.25 * 86400
+MAX_CLOCK_TIME = 32_503_680_000.0  # 3000-01-01T00:00:00Z
+
+
+def check_advance(now: float, seconds: float) -> None:
+    """Raise ValueError, saying why, unless moving a clock at ``now`` on by ``seconds`` is sensible."""
+    if seconds < 0:
+        raise ValueError("the clock cannot go backwards")
+    if not math.isfinite(seconds):
+        raise ValueError(f"seconds must be a finite number, not {seconds!r}")
+    if seconds > MAX_ADVANCE_SECONDS:
+        raise ValueError(f"seconds must be at most {MAX_ADVANCE_SECONDS:.0f} (ten years), not {seconds!r}")
+    if now + seconds > MAX_CLOCK_TIME:
+        raise ValueError(f"the clock cannot go past the year 3000 (unix time {MAX_CLOCK_TIME:.0f})")
 
 
 class TimerHandle(Protocol):
@@ -98,8 +116,7 @@ class SystemClock:
 
     def advance(self, seconds: float) -> int:
         """Jump forward by ``seconds``; fire, in time order, every timer that falls due."""
-        if seconds < 0:
-            raise ValueError("the clock cannot go backwards")
+        check_advance(self.now(), seconds)
         self._offset += seconds
         now = self.now()
         fired = 0
@@ -151,8 +168,7 @@ class ManualClock:
 
     def advance(self, seconds: float) -> int:
         """Move time on by ``seconds``, firing every timer that falls due; return how many fired."""
-        if seconds < 0:
-            raise ValueError("the clock cannot go backwards")
+        check_advance(self._now, seconds)
         target = self._now + seconds
         fired = 0
         while self._heap and self._heap[0][0] <= target:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -64,6 +65,9 @@ def _is(value: Any, wanted: tuple[tuple[type, ...], str]) -> bool:
     # JSON true/false are bools, which Python also counts as ints: only accept them as bools.
     if isinstance(value, bool):
         return bool in types
+    # NaN and infinity are not numbers a header or a timer can carry (a JSON 1e400 parses as infinity).
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
     return isinstance(value, types)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from emulator.core.faults import FaultError, Rule
 from emulator.core.models import JSON, Failure
 
 FIXTURE_SUFFIXES = (".yaml", ".yml", ".json")
+log = logging.getLogger("emulator.fixtures")
 
 _TEXT_MATCH = {
     "oneOf": [
@@ -288,6 +290,8 @@ def load_fixtures(paths: Iterable[Path]) -> list[Fixture]:
     for base in paths:
         if base.is_dir():
             files = sorted(p for p in base.iterdir() if p.suffix in FIXTURE_SUFFIXES and p.is_file())
+            if not files:
+                log.warning("fixture folder %s holds no fixture files (%s)", base, ", ".join(FIXTURE_SUFFIXES))
         elif base.is_file():
             files = [base]
         else:

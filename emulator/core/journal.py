@@ -10,6 +10,14 @@ from typing import Any
 
 from emulator.core.models import JSON
 
+# What one entry keeps at most, beside the body (``max_body_bytes``): each header name and value
+# cut to its cap, headers past the total left out, path and query cut. A client that sends
+# megabytes of headers must not make the journal hold them a thousand times over.
+MAX_HEADER_NAME_BYTES = 256
+MAX_HEADER_VALUE_BYTES = 2048
+MAX_HEADERS_BYTES = 16 * 1024
+MAX_URL_PART_BYTES = 4096
+
 SECRET_HEADERS = frozenset({"authorization", "x-fal-key", "cookie", "proxy-authorization", "x-emulator-token"})
 
 
@@ -21,6 +29,21 @@ def mask(name: str, value: str) -> str:
     if scheme.lower() == "key" and ":" in credentials:
         return f"{scheme} {credentials.split(':', 1)[0]}:***"
     return f"{scheme} ***" if credentials else "***"
+
+
+def capped_headers(headers: Mapping[str, str]) -> tuple[dict[str, str], bool]:
+    """The headers masked and cut to the journal's caps, and whether anything was cut or left out."""
+    kept: dict[str, str] = {}
+    total = 0
+    cut = False
+    for name, value in headers.items():
+        short_name, short_value = name[:MAX_HEADER_NAME_BYTES], value[:MAX_HEADER_VALUE_BYTES]
+        cut = cut or len(short_name) < len(name) or len(short_value) < len(value)
+        total += len(short_name) + len(short_value)
+        if total > MAX_HEADERS_BYTES:
+            return kept, True
+        kept[short_name] = mask(short_name, short_value)
+    return kept, cut
 
 
 @dataclass(slots=True)
@@ -36,6 +59,7 @@ class Entry:
     headers: dict[str, str]
     body: str
     body_truncated: bool
+    headers_truncated: bool = False
     status: int | None = None
     duration_ms: float | None = None
     request_id: str | None = None
@@ -51,6 +75,7 @@ class Entry:
             "headers": self.headers,
             "body": self.body,
             "body_truncated": self.body_truncated,
+            "headers_truncated": self.headers_truncated,
             "status": self.status,
             "duration_ms": self.duration_ms,
             "request_id": self.request_id,
@@ -85,16 +110,18 @@ class Journal:
         body: bytes,
     ) -> Entry:
         kept = body[: self.max_body_bytes]
+        kept_headers, headers_cut = capped_headers(headers)
         entry = Entry(
             seq=next(self._seq),
             time=time,
-            namespace=namespace,
-            method=method,
-            path=path,
-            query=query,
-            headers={name: mask(name, value) for name, value in headers.items()},
+            namespace=namespace[:MAX_URL_PART_BYTES],
+            method=method[:MAX_HEADER_NAME_BYTES],
+            path=path[:MAX_URL_PART_BYTES],
+            query=query[:MAX_URL_PART_BYTES],
+            headers=kept_headers,
             body=kept.decode("utf-8", errors="replace"),
             body_truncated=len(body) > len(kept),
+            headers_truncated=headers_cut,
         )
         self._entries.append(entry)
         return entry
@@ -135,4 +162,10 @@ class Journal:
         return len(self._entries)
 
     def describe(self) -> dict[str, Any]:
-        return {"size": len(self._entries), "max_entries": self.max_entries, "max_body_bytes": self.max_body_bytes}
+        return {
+            "size": len(self._entries),
+            "max_entries": self.max_entries,
+            "max_body_bytes": self.max_body_bytes,
+            "max_header_value_bytes": MAX_HEADER_VALUE_BYTES,
+            "max_headers_bytes": MAX_HEADERS_BYTES,
+        }

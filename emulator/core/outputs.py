@@ -67,6 +67,8 @@ def split_tokens(text: str) -> tuple[str, ...]:
 
 
 _TEXTS_KEPT = 4096
+# The longest generated answer, whatever max_tokens asks (a few seconds of text, not a book).
+MAX_GENERATED_WORDS = 1000
 
 
 def _seed_key(fields: list[Any]) -> str:
@@ -161,11 +163,13 @@ class Outputs:
         faker = self._faker
         faker.seed_instance(seed)
         if words is None:
-            low, high = self.default_length
-            words = low + seed % (high - low + 1)
             max_tokens = inputs.get("max_tokens")
-            if isinstance(max_tokens, int) and max_tokens > 0:
-                words = min(words, max_tokens)
+            if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0:
+                # One generated word is one streamed token: the answer uses its whole budget.
+                words = min(max_tokens, MAX_GENERATED_WORDS)
+            else:
+                low, high = self.default_length
+                words = low + seed % (high - low + 1)
         topic = _topic(inputs.get("prompt"))
         order = faker.random.sample(_SENTENCES, len(_SENTENCES))
         parts: list[str] = []

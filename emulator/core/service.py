@@ -38,7 +38,7 @@ from emulator.core.streams import dropped_after, output_events, status_events
 from emulator.core.wire import status_body
 from emulator.store import Backend, Store, StoreError, open_store
 from emulator.webhooks import Webhooks
-from emulator.webhooks.model import parse_mode
+from emulator.webhooks.model import parse_mode, refuse_control_target
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 # Emulator-only header on submit: this request's webhook misbehaves in the named way.
@@ -132,7 +132,7 @@ class Emulator:
         # Uploaded files (the storage surfaces) live in the data directory; nothing is written until an upload.
         files = Storage(settings.data_dir / "storage", clock=clock, max_bytes=settings.max_upload_bytes)
         outputs = Outputs(
-            load_fixtures(settings.fixtures), seed=settings.seed, checks=[ImageUrlCheck(files, [settings.host])]
+            load_fixtures(settings.fixture_paths()), seed=settings.seed, checks=[ImageUrlCheck(files, [settings.host])]
         )
         faults = Faults(settings.seed)
         shared = backend.shared
@@ -218,6 +218,7 @@ class Emulator:
                     {"detail": f"Queue is full: {waiting} requests waiting, fal_max_queue_length is {max_length}"},
                 )
         webhook = params.get("fal_webhook")
+        refuse_control_target(webhook if isinstance(webhook, str) else None)
         mode = call.headers.get(WEBHOOK_MODE_HEADER)
         record = scheduler.submit(
             namespace,
@@ -458,7 +459,7 @@ class Emulator:
 
     def reload_fixtures(self) -> int:
         """Read the fixture files again; keep the old ones if a file is bad. Returns the count."""
-        fixtures = load_fixtures(self.settings.fixtures)
+        fixtures = load_fixtures(self.settings.fixture_paths())
         self.outputs.fixtures = fixtures
         return len(fixtures)
 

@@ -52,6 +52,92 @@ def with_urls(errors: list[ErrorDetail]) -> list[ErrorDetail]:
     return errors
 
 
+# Deeper JSON is refused: Python's parser, the schema check and the encoders all recurse, and
+# past about a thousand levels they fail with RecursionError. No real input nests this far.
+MAX_JSON_DEPTH = 100
+# A JSON escape of a UTF-16 surrogate (D800-DFFF): the only way a lone surrogate gets into a body.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class JSONRejected(ValueError):
+    """A body that is not JSON the emulator can keep; ``detail`` is the FastAPI-style error entry."""
+
+    def __init__(self, detail: ErrorDetail) -> None:
+        super().__init__(detail["msg"] + (f": {detail['ctx']['error']}" if "ctx" in detail else ""))
+        self.detail = detail
+
+
+def _json_invalid(reason: str, position: int | None = None) -> JSONRejected:
+    loc: list[str | int] = ["body"] if position is None else ["body", position]
+    return JSONRejected(
+        {"loc": loc, "msg": "JSON decode error", "type": "json_invalid", "input": {}, "ctx": {"error": reason}}
+    )
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259); Python's parser takes them, JavaScript's does not.
+    raise _json_invalid(f"{name} is not a JSON value")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: no NaN or Infinity, no lone UTF-16 surrogate, at most ``MAX_JSON_DEPTH`` levels.
+
+    Raises ``JSONRejected``. A lone surrogate cannot be written as UTF-8, so a store or a
+    response could not carry it; fal's own stack (pydantic's JSON parser) refuses it too.
+    """
+    try:
+        data = json.loads(raw, parse_constant=_no_constant)
+    except JSONRejected:
+        raise
+    except RecursionError:
+        raise _json_invalid(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise _json_invalid(exc.msg, exc.pos) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _json_invalid(str(exc), 0) from None
+    # Counting brackets (in C) rules out deep nesting for nearly every body without a walk.
+    deep = raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH
+    surrogates = _SURROGATE_ESCAPE.search(raw) is not None
+    if deep or surrogates:
+        _check_tree(data, check_text=surrogates)
+    return data
+
+
+def _check_tree(data: Any, *, check_text: bool) -> None:
+    """Walk the parsed value without recursion: refuse depth past the limit and unencodable text."""
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(data, 0, ())]
+    while stack:
+        value, depth, path = stack.pop()
+        if isinstance(value, str):
+            if check_text and not _encodable(value):
+                raise JSONRejected(
+                    {
+                        "loc": ["body", *path],
+                        "msg": "Input should be a valid string, unable to parse raw data as a unicode string",
+                        "type": "string_unicode",
+                        "input": value.encode("utf-8", "replace").decode(),
+                    }
+                )
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth >= MAX_JSON_DEPTH:
+            raise _json_invalid(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if check_text and isinstance(key, str) and not _encodable(key):
+                stack.append((key, depth + 1, path))
+            stack.append((item, depth + 1, (*path, key)))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _resolve(node: Any, root: JSON) -> Any:
     """Inline local ``$ref``s and turn OpenAPI 3.0 ``nullable`` into JSON Schema."""
     if isinstance(node, list):
@@ -176,19 +262,9 @@ class Operation:
         if self.body_validator is None:
             return {}, []
         try:
-            data = json.loads(raw) if raw.strip() else _MISSING
-        except (ValueError, UnicodeDecodeError) as exc:
-            position = getattr(exc, "pos", 0)
-            reason = getattr(exc, "msg", str(exc))
-            return {}, [
-                {
-                    "loc": ["body", position],
-                    "msg": "JSON decode error",
-                    "type": "json_invalid",
-                    "input": {},
-                    "ctx": {"error": reason},
-                }
-            ]
+            data = parse_json(raw) if raw.strip() else _MISSING
+        except JSONRejected as exc:
+            return {}, [exc.detail]
         if data is _MISSING:
             return {}, [{"loc": ["body"], "msg": "Field required", "type": "missing", "input": None}]
         if not isinstance(data, dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,7 +74,29 @@ def dumps_record(data: Any) -> bytes:
     try:
         return orjson.dumps(data)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        return dumps_json(data)
+
+
+def dumps_json(data: Any) -> bytes:
+    """Compact JSON that every parser takes, whatever the data holds.
+
+    NaN and infinity (not JSON) become null, as orjson writes them; text that UTF-8 cannot
+    carry (a lone surrogate) is written as ``\\u`` escapes instead of failing.
+    """
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except ValueError:  # NaN or infinity; UnicodeEncodeError is a ValueError too
+        return json.dumps(_finite(data), separators=(",", ":"), allow_nan=False).encode()
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(value) for value in data]
+    return data
 
 
 def sse_event(data: JSON) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +15,7 @@ from emulator.core.errors import FaultTriggered, Problem, not_found
 from emulator.core.faults import Fault
 from emulator.core.service import Emulator, Reply
 from emulator.core.tokens import TokenError, Tokens
-from emulator.core.wire import dumps_record
+from emulator.core.wire import dumps_json, dumps_record
 
 __all__ = ["FaultTriggered", "HTTPProblem", "Problem", "not_found"]
 
@@ -33,8 +32,7 @@ def problem_response(problem: Problem) -> Response:
 
 
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(content, status_code, headers, media_type="application/json")
+    return Response(dumps_json(body), status_code, headers, media_type="application/json")
 
 
 def record_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -120,9 +118,18 @@ def render(reply: Reply) -> Response:
     return with_fault(record_response(reply.body, reply.status, reply.headers), reply.fault)
 
 
+# Control bodies are small (a fault rule, a setting): anything larger is a mistake or an attack.
+CONTROL_BODY_LIMIT = 1024 * 1024
+WEBHOOK_SIGNATURE = "x-fal-webhook-signature"
+
+
 def guard(request: Request) -> Emulator:
     """The emulator, once the caller has shown the control token (when one is set)."""
     emulator = emulator_of(request)
+    if WEBHOOK_SIGNATURE in request.headers:
+        # Only a webhook delivery carries fal's signature: one that reaches the control API
+        # (an alias of this host, a path spelled oddly) must not drive the emulator.
+        raise HTTPProblem(403, {"detail": "A webhook delivery cannot call the emulator's control API"})
     token = emulator.settings.control_token
     if token:
         given = request.headers.get("x-emulator-token")

@@ -45,6 +45,10 @@ class Durable(Protocol):
         """Write what is pending and let go of files and connections."""
         ...
 
+    def failure(self) -> str | None:
+        """Why this store can take no more writes (its writer stopped); None while it works."""
+        ...
+
 
 @runtime_checkable
 class WebhookOutbox(Protocol):

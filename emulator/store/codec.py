@@ -72,7 +72,9 @@ def encode(record: RequestRecord) -> str:
         "gateway_request_id": record.gateway_request_id,
         "retries_left": record.retries_left,
     }
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    # ASCII with escapes: any Python text encodes, even a lone surrogate UTF-8 cannot carry,
+    # so no record can stop a writer that hands the text to SQLite or Redis.
+    return json.dumps(data, separators=(",", ":"))
 
 
 def decode(text: str | bytes) -> RequestRecord:

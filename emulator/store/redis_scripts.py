@@ -52,10 +52,42 @@ end
 return #expired
 """
 
+# Deletes the keys matching each pattern, except KEYS[1] (the generation: a reset is no data loss).
 CLEAR = """
 local n = 0
 for _, pattern in ipairs(ARGV) do
-  for _, key in ipairs(redis.call('KEYS', pattern)) do redis.call('DEL', key); n = n + 1 end
+  for _, key in ipairs(redis.call('KEYS', pattern)) do
+    if key ~= KEYS[1] then redis.call('DEL', key); n = n + 1 end
+  end
 end
 return n
+"""
+
+# Writes back a record a process still holds after Redis lost it: only when Redis has no copy
+# or an older one (by version), so the newest copy among the processes wins. A lease this
+# process holds is taken again whatever the copy. Returns the stored copy when that one stays.
+RESTORE = """
+if ARGV[11] ~= '' then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[5], tonumber(t[1]) + tonumber(ARGV[12]), ARGV[11])
+end
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, stored = pcall(cjson.decode, current)
+  if ok and type(stored) == 'table' and tonumber(stored['version']) ~= nil
+      and tonumber(stored['version']) >= tonumber(ARGV[2]) then
+    return current
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[7] == '1' then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[8])) end
+if ARGV[6] == '1' then
+  local seq = redis.call('INCR', KEYS[3])
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[3]) * 1e12 + seq, ARGV[5])
+else
+  redis.call('ZREM', KEYS[2], ARGV[5])
+end
+redis.call('SADD', KEYS[4], ARGV[4])
+redis.call('PUBLISH', ARGV[9], ARGV[10])
+return false
 """

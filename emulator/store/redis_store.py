@@ -37,6 +37,11 @@ from emulator.store.memory import MemoryStore
 log = logging.getLogger("emulator.store")
 T = TypeVar("T")
 
+# What a call on a connection that went away can raise. redis-py raises AttributeError when
+# another task tore the connection down while this one was still connecting on it.
+_GONE = (RedisConnectionError, OSError, AttributeError)
+_UNAVAILABLE = (RedisError, OSError, AttributeError)
+
 # How often a process renews its leases, reaps expired ones and looks for work when nothing woke it.
 TICK_SECONDS = 0.1
 DEFAULT_LEASE_SECONDS = 10.0
@@ -94,6 +99,10 @@ class RedisStore(MemoryStore):
         self._positions: dict[tuple[str, str], int] = {}
         self._lengths: dict[str, int] = {}
         self._down: str | None = None
+        # The data generation this process last saw in Redis: a new one means Redis lost its data.
+        self._generation: bytes | str | None = None
+        # Why the writer task stopped for good; every later write fails with it.
+        self._dead: str | None = None
 
     def _key(self, kind: str, *parts: str) -> str:
         return self.address.prefix + kind + ":" + ":".join(parts)
@@ -118,14 +127,20 @@ class RedisStore(MemoryStore):
         self._put(("clear", namespace))
 
     def durable(self) -> Awaitable[None] | None:
-        if self._written >= self._queued:
+        if self._written >= self._queued and self._dead is None:
             return None
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((self._queued, future))
+        if self._dead is not None:
+            future.set_exception(StoreError(self._dead))
+        else:
+            self._waiters.append((self._queued, future))
         return future
 
     def close(self) -> None:
         """The connection closes with the shared queue (``stop``), which drains the writes first."""
+
+    def failure(self) -> str | None:
+        return self._dead
 
     # -- the SharedQueue protocol ----------------------------------------------------------
 
@@ -136,7 +151,7 @@ class RedisStore(MemoryStore):
             self.address.url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=1
         )
         sources = {"submit": scripts.SUBMIT, "claim": scripts.CLAIM, "renew": scripts.RENEW}
-        sources |= {"reap": scripts.REAP, "clear": scripts.CLEAR}
+        sources |= {"reap": scripts.REAP, "clear": scripts.CLEAR, "restore": scripts.RESTORE}
         self._scripts = {name: self._client.register_script(source) for name, source in sources.items()}
         self._kick, self._wake = asyncio.Event(), asyncio.Event()
         if self._pending:
@@ -199,10 +214,18 @@ class RedisStore(MemoryStore):
 
         try:
             body, rank = await self._retrying(read)
-        except (RedisError, OSError) as exc:
+        except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
         if body is not None:
             self._mirror(decode(body))
+        else:
+            cached = self._records.get((namespace, request_id))
+            if cached is not None and not cached.done:
+                # Accepted, not finished, and gone from Redis (which lost its data): write it back.
+                try:
+                    await self._retrying(functools.partial(self._restore, [cached]))
+                except _UNAVAILABLE as exc:
+                    raise self._unavailable(exc) from exc
         if rank is not None:
             self._positions[(namespace, request_id)] = int(rank)
 
@@ -225,7 +248,7 @@ class RedisStore(MemoryStore):
         """
         try:
             return await call()
-        except (RedisConnectionError, OSError):
+        except _GONE:
             await self._connected().connection_pool.disconnect()
             return await call()
 
@@ -236,6 +259,21 @@ class RedisStore(MemoryStore):
             self._kick.set()
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_batches()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # Nothing more will be written: fail the waiting and later submits and the health check, loudly.
+            self._dead = f"Redis store at {self.where}: the writer stopped ({type(exc).__name__}: {exc})"
+            log.critical("%s", self._dead, exc_info=True)
+            waiters, self._waiters = self._waiters, []
+            for _, future in waiters:
+                if not future.done():
+                    future.set_exception(StoreError(self._dead))
+            raise
+
+    async def _write_batches(self) -> None:
         assert self._kick is not None
         while True:
             await self._kick.wait()
@@ -249,6 +287,10 @@ class RedisStore(MemoryStore):
             except (RedisError, OSError) as exc:
                 failure = self._unavailable(exc)
                 log.error("%s", failure)
+            except Exception as exc:
+                # A batch Redis or its client refuses (not the connection): those writes fail, the writer goes on.
+                failure = StoreError(f"Redis store at {self.where} cannot write: {type(exc).__name__}: {exc}")
+                log.exception("%s", failure)
             self._written += len(batch)
             due = [w for w in self._waiters if w[0] <= self._written]
             self._waiters = [w for w in self._waiters if w[0] > self._written]
@@ -294,7 +336,7 @@ class RedisStore(MemoryStore):
                         patterns = [self.address.prefix + "*"]
                     else:
                         patterns = [self._key("req", namespace, "*"), self._key("queue", namespace)]
-                    await self._scripts["clear"]([], patterns, client=pipe)
+                    await self._scripts["clear"]([self._key("generation")], patterns, client=pipe)
                     pipe.publish(self.channel, f"{self.owner}\nclear\n{namespace or ''}")
             results = await pipe.execute()
         ranks = iter(r for op, r in zip(batch, _submit_results(batch, results), strict=True) if op[0] == "submit")
@@ -318,6 +360,9 @@ class RedisStore(MemoryStore):
                 if self._down is None:
                     self._down = str(exc)
                     log.error("%s", self._unavailable(exc))
+            except Exception:
+                # One unreadable record must not stop the claims and lease renewals of every other.
+                log.exception("Redis store at %s: a runner tick failed", self.where)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
             self._wake.clear()
@@ -326,6 +371,7 @@ class RedisStore(MemoryStore):
         client = self._connected()
         runners = self._runners
         assert runners is not None
+        await self._check_generation(client)
         lease = self.address.lease_seconds
         held = list(self._leases.values())
         if held:
@@ -352,6 +398,76 @@ class RedisStore(MemoryStore):
                 lengths = await pipe.execute()
             self._lengths = {namespace: int(n) for namespace, n in zip(namespaces, lengths, strict=True)}
 
+    async def _check_generation(self, client: aioredis.Redis) -> None:
+        """Notice that Redis lost its data (a restart without persistence) and write back what this process holds.
+
+        The first process to find the generation key missing sets a new one; every process
+        that sees a generation other than the one it knew writes its records back, so a request
+        any process still holds is not lost and all processes agree again.
+        """
+        key = self._key("generation")
+        seen = await client.get(key)
+        if seen is None:
+            await client.set(key, uuid.uuid4().hex, nx=True)
+            seen = await client.get(key)
+        if seen is None or seen == self._generation:
+            return
+        first, self._generation = self._generation is None, seen
+        held = sorted(self._records.values(), key=lambda r: (r.seq, r.submitted_at))
+        if not held:
+            return
+        written = await self._restore(held)
+        if not first:
+            log.warning(
+                "Redis at %s lost its data: wrote back %d of the %d requests this process holds",
+                self.where,
+                written,
+                len(held),
+            )
+
+    async def _restore(self, records: list[RequestRecord]) -> int:
+        """Write records back where Redis has no newer copy; mirror the copies Redis keeps instead."""
+        client = self._connected()
+        runners = self._runners
+        async with client.pipeline(transaction=False) as pipe:
+            for record in records:
+                ns, rid = record.namespace, record.id
+                body = encode(record)
+                local = runners is not None and runners.is_local(record)
+                lease = self._leases.get((ns, rid), "") if local else ""
+                queued = record.state is State.IN_QUEUE and not local
+                keys = [
+                    self._key("req", ns, rid),
+                    self._key("queue", ns),
+                    self._key("seq"),
+                    self._key("namespaces"),
+                    self._key("leases"),
+                ]
+                args = [
+                    body,
+                    record.version,
+                    int(record.priority),
+                    ns,
+                    rid,
+                    "1" if queued else "0",
+                    "1" if record.done else "0",
+                    max(1, int(self.retention_seconds)),
+                    self.channel,
+                    f"{self.owner}\nput\n{body}",
+                    lease,
+                    self.address.lease_seconds,
+                ]
+                await self._scripts["restore"](keys, args, client=pipe)
+            results = await pipe.execute()
+        written = 0
+        for kept in results:
+            if kept is None:
+                written += 1
+            else:
+                self._mirror(decode(kept))
+        self.wake()
+        return written
+
     async def _listen_loop(self) -> None:
         while True:
             try:
@@ -359,7 +475,10 @@ class RedisStore(MemoryStore):
                     await pubsub.subscribe(self.channel)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            self._heard(message["data"])
+                            try:
+                                self._heard(message["data"])
+                            except Exception:
+                                log.exception("Redis store at %s: an event could not be applied", self.where)
             except (RedisError, OSError):
                 # Gone with the server: the runner loop reports it; listen again once it is back.
                 with contextlib.suppress(TimeoutError):

@@ -69,6 +69,10 @@ class SqliteStore(MemoryStore):
         self._queued = 0
         self._written = 0
         self._failure: str | None = None
+        # Why the writer thread stopped for good; set once, and every later write fails with it.
+        self._dead: str | None = None
+        # Why the last record handed to ``save`` could not be encoded: its submit answers 503.
+        self._refused: str | None = None
         self._waiters: list[tuple[int, asyncio.Future[None], asyncio.AbstractEventLoop]] = []
         self._closed = False
         self._thread = threading.Thread(target=self._write_loop, name="sqlite-store-writer", daemon=True)
@@ -97,7 +101,14 @@ class SqliteStore(MemoryStore):
 
     def save(self, record: RequestRecord, now: float) -> None:
         if (record.namespace, record.id) in self._records:
-            self._put(("put", record.namespace, record.id, record.seq, encode(record)))
+            try:
+                body = encode(record)
+            except (TypeError, ValueError) as exc:
+                # Never raised into the scheduler's transition: the submit waiting on durable() hears it.
+                self._refused = f"SQLite store {self.path} cannot keep request {record.id}: {exc}"
+                log.error("%s", self._refused)
+            else:
+                self._put(("put", record.namespace, record.id, record.seq, body))
         super().save(record, now)
 
     def _forget(self, key: tuple[str, str]) -> None:
@@ -108,15 +119,21 @@ class SqliteStore(MemoryStore):
         super().clear(namespace)
         self._put(("clear", namespace))
 
+    def failure(self) -> str | None:
+        return self._dead
+
     def durable(self) -> Awaitable[None] | None:
         with self._lock:
             target = self._queued
-            if self._written >= target and self._failure is None:
+            refused, self._refused = self._refused, None
+            # An earlier batch's failure is not this one's: with writes still pending, wait for them.
+            failure = self._dead or refused or (self._failure if self._written >= target else None)
+            if self._written >= target and failure is None:
                 return None
             loop = asyncio.get_running_loop()
             future: asyncio.Future[None] = loop.create_future()
-            if self._failure is not None:
-                future.set_exception(StoreError(self._failure))
+            if failure is not None:
+                future.set_exception(StoreError(failure))
             else:
                 self._waiters.append((target, future, loop))
             return future
@@ -146,6 +163,21 @@ class SqliteStore(MemoryStore):
         self._ops.put(op)
 
     def _write_loop(self) -> None:
+        try:
+            self._write_batches()
+        except BaseException as exc:
+            # Nothing more will be written: say so loudly, and fail every waiting and later submit
+            # (durable) and the health check (failure) rather than let them wait for ever.
+            reason = f"SQLite store {self.path}: the writer stopped ({type(exc).__name__}: {exc})"
+            log.critical("%s", reason, exc_info=True)
+            with self._lock:
+                self._dead = reason
+                waiters, self._waiters = self._waiters, []
+            for _, future, loop in waiters:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, future, reason)
+
+    def _write_batches(self) -> None:
         stopping = False
         while not stopping:
             batch = [self._ops.get()]
@@ -162,7 +194,22 @@ class SqliteStore(MemoryStore):
             except sqlite3.Error as exc:
                 failure = f"SQLite store {self.path} cannot write: {exc}"
                 log.error("%s", failure)
+            except Exception as exc:
+                # Not the disk but one operation SQLite refuses: the batch was rolled back, so
+                # commit it again one by one and leave out only what still fails.
+                log.warning("SQLite store %s: a batch failed (%r); writing it one by one", self.path, exc)
+                failure = self._commit_each(ops)
             self._written_up_to(len(ops), failure)
+
+    def _commit_each(self, ops: list[_Op]) -> str | None:
+        failure = None
+        for op in ops:
+            try:
+                self._commit([op])
+            except Exception as exc:
+                failure = f"SQLite store {self.path} cannot write {op[0]} of {op[1:3]}: {exc!r}"
+                log.error("%s", failure)
+        return failure
 
     def _commit(self, ops: list[_Op]) -> None:
         db = self._db

@@ -25,6 +25,11 @@ from emulator.webhooks.signing import SIGNATURE, signature_headers
 
 log = logging.getLogger("emulator.webhooks")
 
+# Deliveries unfinished at once (queued, waiting for a retry, held or being sent), about 3 KB
+# each: past this a new webhook is given up at once, recorded and counted, so a receiver that
+# never answers cannot make the emulator grow without end. Submits are not refused for it.
+MAX_PENDING = 10_000
+
 
 class _TimedOut(Exception):
     pass
@@ -44,9 +49,13 @@ class Dispatcher:
         http_client: httpx.AsyncClient | None = None,
         log_size: int = 10_000,
         timer: Callable[[], float] = time.perf_counter,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         if senders < 1:
             raise ValueError("senders must be at least 1")
+        self.max_pending = max_pending
+        # Webhooks given up unsent because ``max_pending`` were already waiting.
+        self.refused = 0
         self.clock = clock
         self.keys = keys
         self.policy = policy or RetryPolicy()
@@ -103,8 +112,11 @@ class Dispatcher:
     # -- commands --------------------------------------------------------------------------
 
     def submit(self, delivery: Delivery) -> None:
-        """Queue a delivery now, or hold it for out_of_order; never blocks."""
+        """Queue a delivery now, or hold it for out_of_order; never blocks; gives it up when too many wait."""
         delivery.seq = next(self._seq)
+        if self.pending() >= self.max_pending:
+            self._refuse(delivery)
+            return
         key = (delivery.user_id, delivery.url)
         held = self._held.pop(key, None)
         if held is not None:
@@ -324,6 +336,41 @@ class Dispatcher:
             self._release(delivery.release)
         if outcome is Outcome.DELIVERED and delivery.mode is Mode.DUPLICATE and delivery.copy == 1:
             self.submit(Delivery(delivery.request_id, delivery.user_id, delivery.url, delivery.body, delivery.mode, 2))
+        self._notify()
+
+    def _refuse(self, delivery: Delivery) -> None:
+        """Give a delivery up unsent: recorded as an attempt, settled, counted, logged (the first and every 1000th)."""
+        self.refused += 1
+        error = f"not sent: {self.max_pending} webhooks already pending (the limit)"
+        if self.refused % 1000 == 1:
+            log.warning(
+                "webhook of request %s given up unsent: %d webhooks pending, the limit (%d given up so far)",
+                delivery.request_id,
+                self.pending(),
+                self.refused,
+            )
+        self._log.append(
+            Attempt(
+                request_id=delivery.request_id,
+                user_id=delivery.user_id,
+                url=delivery.url,
+                attempt=0,
+                copy=delivery.copy,
+                mode=delivery.mode,
+                at=self.clock.now(),
+                status_code=None,
+                error=error,
+                latency=0.0,
+                body=delivery.body.decode(errors="replace"),
+                headers={},
+                outcome=Outcome.GAVE_UP,
+                next_attempt_at=None,
+            )
+        )
+        if delivery.copy == 1:
+            for listener in self.on_settled:
+                listener(delivery)
+        self._release(delivery.release)
         self._notify()
 
     def _release(self, held: list[Delivery]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from emulator.core.errors import Problem
 from emulator.core.models import JSON
@@ -14,6 +15,8 @@ from emulator.core.models import JSON
 FAL_DELAYS = (15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3000.0)
 # How far back the stale_timestamp mode dates a call: well past any receiver's tolerance.
 STALE_BY = 3600.0
+# The first path segment of the emulator's own control API, which no webhook may target.
+CONTROL_SEGMENT = "_emulator"
 # How long out_of_order holds a delivery when no later one comes to overtake it.
 HOLD_SECONDS = 30.0
 
@@ -36,6 +39,31 @@ def parse_mode(value: Any, loc: list[str]) -> Mode:
         modes = ", ".join(mode.value for mode in Mode)
         item = {"loc": loc, "msg": f"Input should be one of: {modes}", "type": "value_error", "input": value}
         raise Problem(422, {"detail": [item]}) from None
+
+
+def refuse_control_target(url: str | None) -> None:
+    """422 for a webhook URL under a control prefix (``/_emulator``), however its path is spelled.
+
+    The emulator cannot know every name it is reached by, so the path alone decides, on any
+    host: a webhook must not be able to drive an emulator (this one or another).
+    """
+    if url is None:
+        return
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return  # not a URL at all: its delivery fails and is recorded, as any unreachable target
+    segments: list[str] = []
+    for segment in unquote(path).split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    if any(segment.lower() == CONTROL_SEGMENT for segment in segments):
+        message = "A webhook cannot target the emulator's control API (a path under /_emulator)"
+        item = {"loc": ["query", "fal_webhook"], "msg": message, "type": "value_error", "input": url}
+        raise Problem(422, {"detail": [item]})
 
 
 class Outcome(enum.StrEnum):

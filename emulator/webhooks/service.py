@@ -82,6 +82,8 @@ class Webhooks:
             "attempts": policy.attempts,
             "delays": list(policy.delays),
             "timeout": policy.timeout,
+            "max_pending": self.dispatcher.max_pending,
+            "refused_when_full": self.dispatcher.refused,
             "modes": [mode.value for mode in Mode],
         }
 

@@ -8,12 +8,11 @@ Python PUTs ``/files/{key}/multipart/{id}/{n}``; both finish with ``.../complete
 
 from __future__ import annotations
 
-import json
-
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from emulator.core.spec import parse_json
 from emulator.core.storage import BlobWriter, PendingUpload, StorageError
 from emulator.http.common import (
     HTTPProblem,
@@ -155,7 +154,7 @@ async def complete(request: Request) -> Response:
 
 def _part_numbers(raw: bytes) -> list[int] | None:
     try:
-        parts = json.loads(raw).get("parts") if raw.strip() else None
+        parts = parse_json(raw).get("parts") if raw.strip() else None
         return [int(part["partNumber"]) for part in parts] if parts else None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise StorageError(400, 'The body should be {"parts": [{"partNumber": 1, "etag": "..."}, ...]}') from exc

@@ -5,22 +5,22 @@ Documented in ``control-openapi.yaml`` and the README; kept out of ``openapi.yam
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emulator.core.clock import ManualClock
+from emulator.core.clock import ManualClock, check_advance
 from emulator.core.faults import KNOWN_ERRORS, Fault, FaultError, Rule
 from emulator.core.fixture_files import FixtureError
 from emulator.core.lifecycle import PROFILES
 from emulator.core.models import JSON, Failure, RequestRecord
 from emulator.core.scheduler import TransitionError
 from emulator.core.service import REQUEST_ACTIONS, Emulator
+from emulator.core.spec import JSONRejected, parse_json
 from emulator.core.wire import log_entry
-from emulator.http.common import HTTPProblem, emulator_of, guard, handles, json_response
+from emulator.http.common import CONTROL_BODY_LIMIT, HTTPProblem, emulator_of, guard, handles, json_response, read_body
 
 
 def _bad(message: str) -> HTTPProblem:
@@ -28,12 +28,12 @@ def _bad(message: str) -> HTTPProblem:
 
 
 async def _json_body(request: Request) -> JSON:
-    raw = await request.body()
+    raw = await read_body(request, CONTROL_BODY_LIMIT)
     if not raw.strip():
         return {}
     try:
-        data = json.loads(raw)
-    except ValueError as exc:
+        data = parse_json(raw)
+    except JSONRejected as exc:
         raise _bad(f"body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise _bad("body must be a JSON object")
@@ -59,6 +59,11 @@ def _int_param(request: Request, name: str) -> int | None:
 
 async def health(request: Request) -> Response:
     emulator = emulator_of(request)
+    durable = emulator.backend.durable
+    failure = None if durable is None else durable.failure()
+    if failure is not None:
+        # A store that can write nothing more fails the health check: submits would only answer 503.
+        return json_response({"status": "unavailable", "detail": failure}, 503)
     return json_response({"status": "ok", "profile": emulator.scheduler.profile.name, "requests": len(emulator.store)})
 
 
@@ -225,6 +230,11 @@ async def clock_advance(request: Request) -> Response:
     seconds = body.get("seconds")
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
         raise _bad("'seconds' must be a number >= 0")
+    try:
+        # A JSON number too large for a float (1e400) arrives as infinity: refused here too.
+        check_advance(emulator.clock.now(), float(seconds))
+    except (ValueError, OverflowError) as exc:
+        raise HTTPProblem(422, {"detail": f"'seconds': {exc}"}) from exc
     fired = emulator.clock.advance(float(seconds))
     return json_response({"now": emulator.clock.now(), "timers_fired": fired})
 

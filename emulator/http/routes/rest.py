@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator.core.errors import validation_problem
-from emulator.core.spec import with_urls
+from emulator.core.spec import JSONRejected, parse_json, with_urls
 from emulator.core.tokens import Tokens, token_request
 from emulator.http.common import (
     HTTPProblem,
@@ -26,11 +24,9 @@ async def _file_description(request: Request) -> tuple[str, str | None]:
     """``content_type`` and ``file_name`` from an initiate body; 422 for anything else."""
     raw = await read_body(request, emulator_of(request).settings.max_body_bytes)
     try:
-        data = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise validation_problem(
-            [{"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}]
-        ) from exc
+        data = parse_json(raw) if raw.strip() else {}
+    except JSONRejected as exc:
+        raise validation_problem([exc.detail]) from exc
     if not isinstance(data, dict):
         raise validation_problem([{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}])
     errors = [
@@ -84,11 +80,9 @@ async def issue_token(request: Request) -> Response:
         namespace = authenticate(request, emulator)
         raw = await read_body(request, emulator.settings.max_body_bytes)
         try:
-            data = json.loads(raw) if raw.strip() else None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise validation_problem(
-                with_urls([{"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}])
-            ) from exc
+            data = parse_json(raw) if raw.strip() else None
+        except JSONRejected as exc:
+            raise validation_problem(with_urls([exc.detail])) from exc
         apps, seconds, errors = token_request(data)
         if errors:
             raise validation_problem(with_urls(errors))

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emulator.http.common import HTTPProblem, emulator_of, guard, handles, json_response, read_body
+from emulator.core.spec import JSONRejected, parse_json
+from emulator.http.common import CONTROL_BODY_LIMIT, HTTPProblem, emulator_of, guard, handles, json_response, read_body
 from emulator.webhooks.model import parse_mode
-
-_CONTROL_BODY_LIMIT = 64 * 1024
 
 
 def _invalid(loc: list[str], message: str, value: Any) -> HTTPProblem:
@@ -20,11 +18,11 @@ def _invalid(loc: list[str], message: str, value: Any) -> HTTPProblem:
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    raw = await read_body(request, _CONTROL_BODY_LIMIT)
+    raw = await read_body(request, CONTROL_BODY_LIMIT)
     try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise _invalid(["body"], "JSON decode error", raw.decode(errors="replace")) from None
+        body = parse_json(raw) if raw.strip() else {}
+    except JSONRejected as exc:
+        raise HTTPProblem(422, {"detail": [exc.detail]}) from None
     if not isinstance(body, dict):
         raise _invalid(["body"], "Input should be a JSON object", body)
     return body
@@ -46,7 +44,7 @@ async def attempts(request: Request) -> Response:
         raise _invalid(["query", "limit"], "Input should be a whole number", limit)
     found = webhooks.attempts(request.query_params.get("request_id"))
     # ``limit`` keeps the most recent attempts: ``limit=0`` asks only for the pending count.
-    listed = [attempt.to_json() for attempt in (found[len(found) - int(limit) :] if limit else found)]
+    listed = [attempt.to_json() for attempt in (found[max(0, len(found) - int(limit)) :] if limit else found)]
     return json_response({"attempts": listed, "pending": webhooks.dispatcher.pending()})
 
 
