@@ -70,6 +70,12 @@ class EndpointDocument:
         return "/".join(self.endpoint_id.split("/")[:2])
 
     @cached_property
+    def input_defaults(self) -> JSON:
+        """The Input schema's top-level defaults by field name."""
+        props = self.input_schema.get("properties", {})
+        return {name: prop["default"] for name, prop in props.items() if isinstance(prop, dict) and "default" in prop}
+
+    @cached_property
     def json_text(self) -> str:
         """The document as fal serves it: compact JSON, built once."""
         return json.dumps(self.raw, separators=(",", ":"), ensure_ascii=False)

@@ -208,8 +208,7 @@ class OutputGenerator:
         rng = random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
         given = inputs.get("seed")
         seed = given if isinstance(given, int) and not isinstance(given, bool) else rng.randrange(2**31)
-        props = document.input_schema.get("properties", {})
-        defaults = {name: prop["default"] for name, prop in props.items() if isinstance(prop, dict) and "default" in prop}
+        defaults = document.input_defaults
         count = inputs.get("num_images", defaults.get("num_images", 1))
         run = _Run(
             document=document,
