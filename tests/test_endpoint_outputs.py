@@ -120,7 +120,11 @@ def test_the_output_validates_and_its_files_are_real(path: Path, generator: Outp
 def test_the_produced_kind_follows_the_endpoint(documents: dict[str, EndpointDocument]) -> None:
     """Images for image categories, mp4 videos for video categories."""
     generator = OutputGenerator(seed=1)
-    for endpoint, wanted in [("fal-ai/flux/dev", "image/"), ("fal-ai/esrgan", "image/"), ("fal-ai/ideogram/v2", "image/")]:
+    for endpoint, wanted in [
+        ("fal-ai/flux/dev", "image/"),
+        ("fal-ai/esrgan", "image/"),
+        ("fal-ai/ideogram/v2", "image/"),
+    ]:
         store = FileStore()
         document = documents[endpoint]
         generator.generate(document, validated(document, example_input(document)), store)
@@ -219,7 +223,11 @@ def test_a_video_lasts_the_requested_duration(documents: dict[str, EndpointDocum
 
 AUDIO_DOCUMENT = {
     "openapi": "3.0.4",
-    "info": {"title": "t", "version": "1", "x-fal-metadata": {"endpointId": "test/speech", "category": "text-to-speech"}},
+    "info": {
+        "title": "t",
+        "version": "1",
+        "x-fal-metadata": {"endpointId": "test/speech", "category": "text-to-speech"},
+    },
     "paths": {
         "/test/speech": {
             "post": {

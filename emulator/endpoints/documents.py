@@ -121,9 +121,7 @@ def load_documents(paths: Iterable[Path]) -> list[EndpointDocument]:
             document = load_document(file)
             earlier = found.get(document.endpoint_id)
             if earlier is not None:
-                raise DocumentError(
-                    f"{file}: endpoint {document.endpoint_id} is already defined by {earlier.source}"
-                )
+                raise DocumentError(f"{file}: endpoint {document.endpoint_id} is already defined by {earlier.source}")
             found[document.endpoint_id] = document
     return list(found.values())
 

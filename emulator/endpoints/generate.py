@@ -62,10 +62,28 @@ _EXTENSIONS = {
 }
 _FOOTER = "rendered by the local fal emulator, not by the model"
 _NAME_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-"
-_WORDS = (
-    "amber river quiet lantern meadow silver harbor crimson forest echo velvet summit ember "
-    "willow cobalt drift orchard tide marble canyon"
-).split()
+_WORDS = [
+    "amber",
+    "river",
+    "quiet",
+    "lantern",
+    "meadow",
+    "silver",
+    "harbor",
+    "crimson",
+    "forest",
+    "echo",
+    "velvet",
+    "summit",
+    "ember",
+    "willow",
+    "cobalt",
+    "drift",
+    "orchard",
+    "tide",
+    "marble",
+    "canyon",
+]
 
 
 def _ratio(value: Any) -> tuple[float, float] | None:
@@ -77,7 +95,7 @@ def _ratio(value: Any) -> tuple[float, float] | None:
 
 
 def _even(value: float) -> int:
-    return max(16, int(round(value / 16.0)) * 16)
+    return max(16, round(value / 16.0) * 16)
 
 
 def image_size(inputs: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> tuple[int, int]:
@@ -116,8 +134,8 @@ def video_size(inputs: Mapping[str, Any], defaults: Mapping[str, Any] | None = N
             short = int(360 * factor)
     across, down = _ratio(inputs.get("aspect_ratio", defaults.get("aspect_ratio"))) or (16.0, 9.0)
     if across >= down:
-        return int(round(short * across / down)), short
-    return short, int(round(short * down / across))
+        return round(short * across / down), short
+    return short, round(short * down / across)
 
 
 def media_seconds(inputs: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> float:
@@ -389,19 +407,21 @@ def _fits(schema: JSON, value: Any) -> bool:
 
 
 def _bounds(schema: JSON, *, integer: bool) -> tuple[float, float]:
-    step = 1 if integer else 1e-6
-    low = schema.get("minimum")
+    step = 1.0 if integer else 1e-6
+    span = 1000.0 if integer else 1.0
+    low: float | None = schema.get("minimum")
     if low is None and "exclusiveMinimum" in schema:
         low = schema["exclusiveMinimum"] + step
-    high = schema.get("maximum")
+    high: float | None = schema.get("maximum")
     if high is None and "exclusiveMaximum" in schema:
         high = schema["exclusiveMaximum"] - step
     if low is None and high is None:
-        return (0, 1000) if integer else (0.0, 1.0)
+        return 0.0, span
     if low is None:
-        low = high - (1000 if integer else 1.0)
+        assert high is not None
+        low = high - span
     if high is None:
-        high = low + (1000 if integer else 1.0)
+        high = low + span
     return low, max(low, high)
 
 

@@ -45,8 +45,8 @@ __all__ = [
     "FilePolicy",
     "InputValidator",
     "example_input",
-    "file_kind",
     "file_inputs",
+    "file_kind",
 ]
 
 _FILE_FIELD = re.compile(r"(?:^|_)urls?$")

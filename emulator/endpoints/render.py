@@ -18,6 +18,10 @@ import threading
 import wave
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as Picture
 
 __all__ = [
     "IMAGE_FORMATS",
@@ -98,7 +102,7 @@ def _colour(seed: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def _picture(spec: RenderSpec, width: int, height: int) -> object:
+def _picture(spec: RenderSpec, width: int, height: int) -> Picture:
     """A Pillow image: a coloured card with a frame and the spec's lines written on it."""
     from PIL import Image, ImageDraw, ImageFont
 
@@ -126,7 +130,7 @@ def _image(spec: RenderSpec) -> Rendered:
     out = io.BytesIO()
     # A flat card compresses well at the fastest level; level 6 only makes big renders slower.
     options = {"compress_level": 1} if pillow_format == "PNG" else {"quality": 85}
-    picture.save(out, format=pillow_format, **options)  # type: ignore[attr-defined]
+    picture.save(out, format=pillow_format, **options)
     return Rendered(out.getvalue(), content_type, extension, width, height)
 
 
@@ -149,12 +153,13 @@ def _video(spec: RenderSpec) -> Rendered:
             stream = container.add_stream("libx264", rate=VIDEO_FPS, options={"preset": "ultrafast"})
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             for index in range(frames):
-                frame = base.copy()  # type: ignore[attr-defined]
+                frame = base.copy()
                 draw = ImageDraw.Draw(frame)
                 # A bar that fills as the video plays: the picture visibly moves.
                 done = int(width * (index + 1) / frames)
                 draw.rectangle([0, height - bar, done, height], fill=(255, 230, 120))
-                for packet in stream.encode(av.VideoFrame.from_image(frame)):
+                video_frame = av.VideoFrame.from_image(frame)  # type: ignore[no-untyped-call]
+                for packet in stream.encode(video_frame):
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
@@ -169,9 +174,7 @@ def _audio(spec: RenderSpec) -> Rendered:
     pitch = 220.0 + (spec.seed % 48) * 10.0
     step = 2 * math.pi * pitch / AUDIO_RATE
     # One second of tone, repeated: a whole number of periods per second keeps the joins clean.
-    second = struct.pack(
-        f"<{AUDIO_RATE}h", *(int(8000 * math.sin(step * n)) for n in range(AUDIO_RATE))
-    )
+    second = struct.pack(f"<{AUDIO_RATE}h", *(int(8000 * math.sin(step * n)) for n in range(AUDIO_RATE)))
     samples = (second * (count // AUDIO_RATE + 1))[: count * 2]
     out = io.BytesIO()
     with wave.open(out, "wb") as writer:
