@@ -6,6 +6,8 @@ import base64
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -357,3 +359,14 @@ def test_a_plan_carries_the_output_to_the_end_of_the_run(documents: dict[str, En
     assert plan.tokens == () and plan.output == {"image": {"url": "u"}} and plan.failure is None
     assert plan.duration == run_seconds(category_for(document), "realistic", {}, document.input_defaults)
     assert make_plan(document, {}, {}, profile="instant").duration == 0.0
+
+
+def test_loading_the_endpoint_modules_does_not_load_pillow_or_pyav() -> None:
+    """Pillow and PyAV load only when a file is rendered, so start-up does not pay for them."""
+    code = (
+        "import sys, emulator.endpoints.documents, emulator.endpoints.inputs, emulator.endpoints.generate, "
+        "emulator.endpoints.categories, emulator.endpoints.render; "
+        "print(sorted(m for m in ('PIL', 'PIL.Image', 'av') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "[]"
