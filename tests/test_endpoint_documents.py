@@ -23,6 +23,7 @@ from emulator.endpoints.documents import (
     served_document,
 )
 from emulator.endpoints.inputs import FileInputCheck, FilePolicy, InputValidator, example_input, file_inputs
+from emulator.endpoints.registry import EndpointRegistry
 
 DATA = Path(__file__).parent / "data" / "fal-openapi"
 FILES = sorted(DATA.glob("*.json"))
@@ -239,6 +240,21 @@ def test_a_raw_body_that_is_not_json_is_a_json_error(documents: dict[str, Endpoi
     assert errors[0]["type"] == "json_invalid"
 
 
+def data_uri(field: str, kind: str | None) -> str:
+    if kind == "image":
+        return "data:image/png;base64," + base64.b64encode(PNG).decode()
+    return f"data:{kind or 'application'}/octet-stream;base64," + base64.b64encode(b"\x00" * 8).decode()
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_an_example_input_with_data_uris_passes_the_strict_file_check(path: Path) -> None:
+    """With its file fields given as data URIs, every endpoint's example input loads offline and strict."""
+    document = load_document(path)
+    body, errors = InputValidator(document).validate(example_input(document, file_url=data_uri))
+    assert errors == []
+    assert FileInputCheck(None, policy=FilePolicy.STRICT)(document.endpoint_id, body) is None
+
+
 def test_file_fields_are_found_at_any_depth() -> None:
     """``*_url`` and each item of ``*_urls`` are file inputs, nested ones too; other strings are not."""
     found = list(
@@ -249,6 +265,7 @@ def test_file_fields_are_found_at_any_depth() -> None:
                 "image_urls": ["b", "c"],
                 "ip_adapter": {"mask_image_url": "d"},
                 "loras": [{"path": "e"}],
+                "webhook_url": "https://example.com/hook",
             }
         )
     )
@@ -321,3 +338,24 @@ def test_broken_file_inputs_are_refused_in_any_policy(storage: Storage, policy: 
         "url_parsing",
         "string_type",
     ]
+
+
+def test_the_registry_adds_replaces_and_removes_endpoints(documents: dict[str, EndpointDocument]) -> None:
+    """A document added for a known id replaces the endpoint, and the combined document follows at once."""
+    registry = EndpointRegistry([documents["fal-ai/flux/dev"], documents["fal-ai/esrgan"]])
+    assert registry.endpoint_ids == {"fal-ai/flux/dev", "fal-ai/esrgan"}
+    assert "/fal-ai/esrgan" in registry.combined()["paths"]
+    endpoint = registry.get("fal-ai/flux/dev")
+    assert endpoint is not None and endpoint.category.produces == "image"
+    assert [e.endpoint_id for e in registry.for_app("fal-ai/flux")] == ["fal-ai/flux/dev"]
+    data = flux()
+    data["info"]["x-fal-metadata"]["category"] = "image-to-image"
+    registry.add(parse_document(data))
+    replaced = registry.get("fal-ai/flux/dev")
+    assert replaced is not None and replaced.category.name == "image-to-image" and len(registry) == 2
+    registry.add(documents["fal-ai/recraft-v3"])
+    assert "/fal-ai/recraft-v3" in registry.combined()["paths"]
+    assert registry.remove("fal-ai/esrgan") and not registry.remove("fal-ai/esrgan")
+    assert "/fal-ai/esrgan" not in registry.combined()["paths"]
+    assert registry.served("fal-ai/esrgan") is None
+    assert registry.served("fal-ai/recraft-v3") == documents["fal-ai/recraft-v3"].raw

@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 _FILE_FIELD = re.compile(r"(?:^|_)urls?$")
+# Fields named like file inputs that are addresses to call, not files to load.
+_NOT_FILES = frozenset({"webhook_url", "callback_url", "redirect_url", "endpoint_url", "base_url"})
 
 
 class FilePolicy(enum.Enum):
@@ -104,7 +106,7 @@ def file_inputs(inputs: Any, loc: tuple[str | int, ...] = ("body",)) -> Iterator
     if isinstance(inputs, Mapping):
         for key, value in inputs.items():
             here = (*loc, key)
-            if isinstance(key, str) and _FILE_FIELD.search(key):
+            if isinstance(key, str) and _FILE_FIELD.search(key) and key not in _NOT_FILES:
                 if key.endswith("urls") and isinstance(value, list):
                     for index, item in enumerate(value):
                         yield [*here, index], key, item
