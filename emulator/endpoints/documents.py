@@ -226,7 +226,8 @@ def _output_schema_name(paths: JSON, endpoint_id: str) -> str | None:
         get = item.get("get") if isinstance(item, dict) else None
         responses = get.get("responses") if isinstance(get, dict) else None
         if isinstance(responses, dict):
-            name = _ref_name(_json_schema(responses.get("200")))
+            # YAML reads an unquoted status code as an integer key.
+            name = _ref_name(_json_schema(responses.get("200", responses.get(200))))
             if name is not None:
                 return name
     return None
