@@ -26,7 +26,15 @@ from emulator.core.models import JSON
 from emulator.endpoints.documents import EndpointDocument
 from emulator.endpoints.render import IMAGE_FORMATS, RenderCache, Rendered, RenderSpec
 
-__all__ = ["NAMED_IMAGE_SIZES", "OutputGenerator", "StoreFile", "image_size", "media_seconds", "video_size"]
+__all__ = [
+    "MAX_FILES",
+    "NAMED_IMAGE_SIZES",
+    "OutputGenerator",
+    "StoreFile",
+    "image_size",
+    "media_seconds",
+    "video_size",
+]
 
 # (bytes, content type, file name) → the URL the file is served at.
 StoreFile = Callable[[bytes, str, str], str]
@@ -44,6 +52,8 @@ _RESOLUTIONS = {"360p": 360, "480p": 480, "540p": 540, "580p": 580, "720p": 720,
 _RESOLUTIONS |= {"2160p": 2160, "4k": 2160, "2k": 1440}
 _SCALE_FIELDS = ("scale", "upscale_factor", "scale_factor", "upscaling_factor")
 DEFAULT_SECONDS = 5.0
+# Files in one output at most, whatever ``num_images`` a schema without a maximum lets through.
+MAX_FILES = 16
 _FILE_TITLES = {"file", "image", "video", "audio", "videofile", "audiofile", "imagefile"}
 _FILE_FACTS = {"url", "content_type", "file_name", "file_size", "width", "height", "duration", "fps", "num_frames"}
 _EXTENSIONS = {
@@ -236,7 +246,7 @@ class OutputGenerator:
             seed=seed,
             store_file=store_file,
             sync_mode=inputs.get("sync_mode") is True,
-            count=count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1,
+            count=min(count, MAX_FILES) if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1,
         )
         value = self._value(document.output_schema, "", run)
         return value if isinstance(value, dict) else {}
