@@ -75,9 +75,12 @@ def check_file(data: bytes, content_type: str, entry: dict[str, Any]) -> None:
                 assert picture.size == (entry["width"], entry["height"])
     elif content_type == "video/mp4":
         assert data[4:8] == b"ftyp"
+        # The index before the media (faststart), so a browser plays it while it loads.
+        assert 0 < data.find(b"moov") < data.find(b"mdat")
         av = pytest.importorskip("av")
         with av.open(io.BytesIO(data)) as container:
             stream = container.streams.video[0]
+            assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
             if "width" in entry:
                 assert (stream.codec_context.width, stream.codec_context.height) == (entry["width"], entry["height"])
             frames = sum(1 for _ in container.decode(video=0))
