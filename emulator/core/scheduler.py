@@ -75,6 +75,7 @@ class Scheduler:
         self.faults = faults or Faults()
         self.paused = False
         self.on_complete: list[Callable[[RequestRecord], None]] = []
+        self.on_change: list[Callable[[RequestRecord], None]] = []
         self._lanes: dict[str, Lane] = {}
         self._waiters: dict[tuple[str, str], list[asyncio.Future[bool]]] = {}
         self._seq = 0
@@ -165,6 +166,8 @@ class Scheduler:
             lane.enqueue(record)
         # Else the shared queue orders it among every process's requests; a free runner anywhere claims it.
         self.store.save(record, now)
+        for listener in self.on_change:
+            listener(record)
         # Dispatch first: a runner free now starts the request before its deadline can fire.
         self._dispatch(lane)
         if record.deadline is not None:
@@ -391,6 +394,8 @@ class Scheduler:
     def _touch(self, record: RequestRecord) -> None:
         record.version += 1
         self.store.save(record, self.clock.now())
+        for listener in self.on_change:
+            listener(record)
         for future in self._waiters.pop((record.namespace, record.id), ()):
             if not future.done():
                 future.set_result(True)

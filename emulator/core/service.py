@@ -9,6 +9,7 @@ import httpx
 
 from emulator.config import Settings
 from emulator.core.clock import Clock, ManualClock, SystemClock
+from emulator.core.events import Hub
 from emulator.core.faults import Faults
 from emulator.core.fixture_files import load_fixtures
 from emulator.core.ids import IdFactory
@@ -37,6 +38,7 @@ class Emulator:
     journal: Journal
     webhooks: Webhooks
     files: Storage
+    events: Hub
 
     @classmethod
     def build(
@@ -88,7 +90,9 @@ class Emulator:
         webhooks.dispatcher.on_settled.append(
             lambda delivery: store.webhook_settled(delivery.user_id, delivery.request_id)
         )
-        return cls(settings, spec, clock, store, outputs, scheduler, faults, journal, webhooks, files)
+        events = Hub()
+        scheduler.on_change.append(events.publish)
+        return cls(settings, spec, clock, store, outputs, scheduler, faults, journal, webhooks, files, events)
 
     async def start(self) -> None:
         """Start the senders and pick up where a durable store's last run stopped."""
@@ -118,6 +122,7 @@ class Emulator:
         self.faults.clear(namespace)
         self.outputs.reset_counts(namespace)
         self.webhooks.reset(namespace)
+        self.events.reset(namespace)
 
     def reload_fixtures(self) -> int:
         """Read the fixture files again; keep the old ones if a file is bad. Returns the count."""

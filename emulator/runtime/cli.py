@@ -163,6 +163,7 @@ def banner(settings: Settings) -> str:
         f"any-llm emulator listening on {base} (profile {settings.profile}, {settings.runners} runners per key)\n"
         f"  queue surface: {base}/fal-ai/any-llm   run surface: {base}/run/fal-ai/any-llm\n"
         f"  spec: {base}/openapi.yaml   health: {base}/_emulator/health\n"
+        f"  dashboard: {base}/_emulator/ui/{'?token=<control token>' if settings.control_token else ''}\n"
         "Try it:\n"
         f"  curl -s{auth} -H 'Content-Type: application/json' \\\n"
         f'    -d \'{{"prompt": "What is the meaning of life?"}}\' {base}/fal-ai/any-llm\n'
