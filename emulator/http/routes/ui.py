@@ -29,7 +29,6 @@ from emulator.core.events import Subscription, TooManySubscribers
 from emulator.core.models import RequestRecord, State
 from emulator.core.service import Emulator
 from emulator.http.common import HTTPProblem, emulator_of, json_response
-from emulator.http.hosts import origin_of
 from emulator.http.ui import views
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
@@ -79,7 +78,7 @@ def _plain_host(request: Request, emulator: Emulator) -> bool:
     return True
 
 
-def allowed(request: Request) -> Emulator:
+def allowed(request: Request, offered: str | None = None) -> Emulator:
     """The emulator, if this caller may see the dashboard: the control API's rule, for browsers.
 
     With a control token, the caller shows it (header, or the cookie ``?token=`` sets).
@@ -89,7 +88,7 @@ def allowed(request: Request) -> Emulator:
     emulator = emulator_of(request)
     token = emulator.settings.control_token
     if token:
-        given = _given_token(request)
+        given = offered if offered is not None else _given_token(request)
         if given is None or not secrets.compare_digest(given.encode(), token.encode()):
             raise HTTPProblem(
                 401, {"detail": f"The dashboard needs the control token: open {PREFIX}/?token=<--control-token>"}
@@ -108,7 +107,7 @@ def _page(endpoint: Any) -> Any:
     async def run(request: Request) -> Response:
         token = request.query_params.get("token")
         try:
-            emulator = allowed(request)
+            emulator = allowed(request, token)
             if token is not None:
                 # The token moves to a cookie, so it does not stay in the address bar or the history.
                 rest = "&".join(f"{k}={v}" for k, v in request.query_params.multi_items() if k != "token")
@@ -198,7 +197,7 @@ async def request_page(request: Request, emulator: Emulator) -> Response:
             **context,
             record=record,
             detail=views.detail(emulator, record),
-            snippets=views.snippets(origin_of(request.scope), record),
+            snippets=views.snippets(f"{request.url.scheme}://{request.url.netloc}", record),
             stream=f"{PREFIX}/events?{query}",
         )
     )
