@@ -93,7 +93,7 @@ async def test_the_queue_view_lists_the_keys_requests_with_positions(local: http
     assert page.status_code == 200
     assert f'id="r-{first}"' in page.text and f'id="r-{second}"' in page.text
     assert other.json()["request_id"] not in page.text
-    assert 'data-status="IN_QUEUE"' in page.text
+    assert 'class="badge s-IN_QUEUE">IN_QUEUE<' in page.text
     assert "events?namespace=k1" in page.text
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,7 @@ def test_a_prompt_from_the_playground_goes_through_the_live_queue_and_streams_it
     queue_tab = driver.current_window_handle
     # Set on this document only: a reload would lose it.
     driver.execute_script("window.notReloaded = true;")
+    assert len(manual.emulator.events) == 1  # one event stream for the open tab
     driver.switch_to.new_window("tab")
     driver.get(f"{base}/_emulator/ui/playground/fal-ai/any-llm?namespace=pg")
     prompt = driver.find_element(*by_css("#f-prompt"))
@@ -103,6 +106,12 @@ def test_a_prompt_from_the_playground_goes_through_the_live_queue_and_streams_it
     browser.wait_for(driver, lambda d: "/requests/" in d.current_url, "the request's page after submitting")
     request_id = driver.current_url.split("/requests/")[1].split("?")[0]
     request_tab = driver.current_window_handle
+    browser.wait_for(
+        driver,
+        lambda d: d.execute_script("return document.documentElement.dataset.live === 'true';"),
+        "the request page live",
+    )
+    assert len(manual.emulator.events) == 2  # the playground held none; each open page holds one
 
     driver.switch_to.window(queue_tab)
     browser.wait_for(driver, lambda d: status_of_row(d, request_id) == "IN_QUEUE", "the new row IN_QUEUE")
@@ -184,3 +193,40 @@ def test_the_queue_view_shows_a_busy_namespace(driver: Any, manual: ServerThread
     advance(manual, 0)  # the freed runners start the next two
     browser.wait_for(driver, lambda d: status_of_row(d, ids[3]) == "IN_PROGRESS", "the next rows running")
     browser.screenshot(driver, "dashboard-queue")
+
+
+def png(width: int, height: int) -> bytes:
+    """A small solid PNG, written out by hand (signature, IHDR, one IDAT, IEND)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x2b\x6c\xd9" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_an_image_in_an_output_is_shown_with_its_natural_size(driver: Any, manual: ServerThread) -> None:
+    """A file URL in an output renders as an image the browser actually loads (natural width > 0)."""
+    uploaded = httpx.post(
+        f"{manual.base_url}/cdn/files/upload",
+        content=png(24, 16),
+        headers={**AUTH, "Content-Type": "image/png", "X-Fal-File-Name": "dot.png"},
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    request_id = submit(manual, {"prompt": "draw"})
+    advance(manual, 60)
+    record = manual.emulator.scheduler.get("pg", request_id)
+    assert record is not None and record.done
+    # No endpoint makes images yet: give this finished request an image output as one would.
+    record.output = {"images": [{"url": uploaded.json()["access_url"], "content_type": "image/png"}]}
+    open_live(driver, f"{manual.base_url}/_emulator/ui/requests/{request_id}?namespace=pg")
+    width = browser.wait_for(
+        driver,
+        lambda d: d.execute_script(
+            "const img = document.querySelector('#sec-output img');"
+            "return img && img.complete && img.naturalWidth > 0 ? img.naturalWidth : null;"
+        ),
+        "the image loaded",
+    )
+    assert width == 24

@@ -19,9 +19,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -505,16 +506,22 @@ def _wants_html(scope: Scope) -> bool:
 
 
 routes = [
+    # The stream stays out of the compressing mount: each event must leave as soon as it is written.
+    Route("/ui/events", _page(events), methods=["GET"]),
     Mount(
         "/ui",
-        routes=[
-            Route("/", _page(queue_page), methods=["GET"]),
-            # An EventStream is a plain ASGI app: Starlette's Route calls whatever the endpoint returns.
-            Route("/events", _page(events), methods=["GET"]),
-            Route("/requests/{request_id}", _page(request_page), methods=["GET"]),
-            Route("/playground", _page(playground_index), methods=["GET"]),
-            Route("/playground/{endpoint:path}", _page(playground_page), methods=["GET"]),
-            Mount("/static", StaticFiles(directory=UI_DIR / "static"), name="ui-static"),
-        ],
-    )
+        # A thousand rows are ~400 kB of HTML and ~30 kB compressed.
+        app=GZipMiddleware(
+            Router(
+                [
+                    Route("/", _page(queue_page), methods=["GET"]),
+                    Route("/requests/{request_id}", _page(request_page), methods=["GET"]),
+                    Route("/playground", _page(playground_index), methods=["GET"]),
+                    Route("/playground/{endpoint:path}", _page(playground_page), methods=["GET"]),
+                    Mount("/static", StaticFiles(directory=UI_DIR / "static"), name="ui-static"),
+                ]
+            ),
+            minimum_size=1024,
+        ),
+    ),
 ]
