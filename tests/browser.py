@@ -76,3 +76,15 @@ def screenshot(driver: Any, name: str) -> None:
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def screenshot_dark(driver: Any, name: str) -> None:
+    """The same page as the system's dark mode shows it (``prefers-color-scheme: dark``)."""
+    if os.environ.get("UPDATE_SCREENSHOTS") != "1":
+        return
+    dark = {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", dark)
+    try:
+        screenshot(driver, name)
+    finally:
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})

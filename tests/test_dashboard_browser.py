@@ -193,6 +193,7 @@ def test_the_queue_view_shows_a_busy_namespace(driver: Any, manual: ServerThread
     advance(manual, 0)  # the freed runners start the next two
     browser.wait_for(driver, lambda d: status_of_row(d, ids[3]) == "IN_PROGRESS", "the next rows running")
     browser.screenshot(driver, "dashboard-queue")
+    browser.screenshot_dark(driver, "dashboard-queue-dark")
 
 
 def png(width: int, height: int) -> bytes:
@@ -230,3 +231,17 @@ def test_an_image_in_an_output_is_shown_with_its_natural_size(driver: Any, manua
         "the image loaded",
     )
     assert width == 24
+
+
+def test_the_playground_runs_a_prompt_as_a_stream_and_links_its_request(tmp_path: Path, driver: Any) -> None:
+    """ "Run as a stream" shows the answer from /run/.../stream in the page, with a link to the request's page."""
+    with serve(tmp_path, clock="system", profile="instant") as server:
+        driver.get(f"{server.base_url}/_emulator/ui/playground/fal-ai/any-llm?namespace=pg")
+        driver.find_element(*by_css("button[value=stream]")).click()
+        browser.wait_for(driver, lambda d: text_of(d, "#pg-stream").strip() != "", "the streamed answer")
+        link = browser.wait_for(driver, lambda d: d.find_elements(*by_css("#pg-link a")), "the request's link")
+        request_id = link[0].get_attribute("href").split("/requests/")[1].split("?")[0]
+        record = server.emulator.scheduler.get("pg", request_id)
+        assert record is not None and record.output is not None
+        browser.wait_for(driver, lambda d: text_of(d, "#pg-stream") == record.output["output"], "the whole answer")
+        driver.get("about:blank")
