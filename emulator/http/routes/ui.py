@@ -16,7 +16,7 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
 from starlette.middleware.gzip import GZipMiddleware
@@ -111,7 +111,7 @@ def _page(endpoint: Any) -> Any:
             emulator = allowed(request, token)
             if token is not None:
                 # The token moves to a cookie, so it does not stay in the address bar or the history.
-                rest = "&".join(f"{k}={v}" for k, v in request.query_params.multi_items() if k != "token")
+                rest = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
                 target = request.url.path + (f"?{rest}" if rest else "")
                 redirect = RedirectResponse(target, 303)
                 redirect.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict", path=PREFIX)
