@@ -505,23 +505,23 @@ def _wants_html(scope: Scope) -> bool:
     return False
 
 
+pages = Router(
+    [
+        Route("/", _page(queue_page), methods=["GET"]),
+        Route("/requests/{request_id}", _page(request_page), methods=["GET"]),
+        Route("/playground", _page(playground_index), methods=["GET"]),
+        Route("/playground/{endpoint:path}", _page(playground_page), methods=["GET"]),
+        Mount("/static", StaticFiles(directory=UI_DIR / "static"), name="ui-static"),
+    ]
+)
 routes = [
-    # The stream stays out of the compressing mount: each event must leave as soon as it is written.
-    Route("/ui/events", _page(events), methods=["GET"]),
     Mount(
         "/ui",
-        # A thousand rows are ~400 kB of HTML and ~30 kB compressed.
-        app=GZipMiddleware(
-            Router(
-                [
-                    Route("/", _page(queue_page), methods=["GET"]),
-                    Route("/requests/{request_id}", _page(request_page), methods=["GET"]),
-                    Route("/playground", _page(playground_index), methods=["GET"]),
-                    Route("/playground/{endpoint:path}", _page(playground_page), methods=["GET"]),
-                    Mount("/static", StaticFiles(directory=UI_DIR / "static"), name="ui-static"),
-                ]
-            ),
-            minimum_size=1024,
-        ),
-    ),
+        routes=[
+            # The stream stays out of the compression: each event must leave as soon as it is written.
+            Route("/events", _page(events), methods=["GET"]),
+            # A thousand rows are ~400 kB of HTML and ~30 kB compressed.
+            Mount("", app=GZipMiddleware(pages, minimum_size=1024)),
+        ],
+    )
 ]
