@@ -111,6 +111,8 @@ def _uvicorn(
             ssl_certfile=str(certs.cert) if tls and certs else None,
             ssl_keyfile=str(certs.key) if tls and certs else None,
             http=http_protocol(),
+            # Open event streams (a dashboard tab) never end by themselves: stop waiting for them.
+            timeout_graceful_shutdown=2,
         )
 
     # One lifespan for the one app: the plain server runs it, the TLS server shares its state.

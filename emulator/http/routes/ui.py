@@ -409,11 +409,17 @@ class EventStream:
             (b"x-accel-buffering", b"no"),
         ]
 
+        final = {"type": "http.response.body", "body": b"", "more_body": False}
+        started = finished = False
+
         async def pump() -> None:
+            nonlocal started, finished
             await send({"type": "http.response.start", "status": 200, "headers": headers})
+            started = True
             async for chunk in self.events:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send(final)
+            finished = True
 
         async def watch_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -422,15 +428,19 @@ class EventStream:
         tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(watch_disconnect())]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is tasks[0] and not task.cancelled():
-                    with contextlib.suppress(OSError):
-                        task.result()
+            if tasks[0] in done:
+                with contextlib.suppress(OSError):  # the browser went away mid-write
+                    tasks[0].result()
+        except asyncio.CancelledError:
+            # The server is stopping and cancels what is still open after its grace period: a
+            # dashboard tab never ends its stream by itself. End it as a finished response, not an error.
+            if started and not finished:
+                with contextlib.suppress(Exception):
+                    await send(final)
         finally:
             for task in tasks:
                 task.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.events.aclose()  # type: ignore[attr-defined]
             self.on_close()
