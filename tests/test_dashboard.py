@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import html
+import threading
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from emulator import Emulator, ManualClock, Settings, create_app
 from emulator.core.models import RequestRecord
 from emulator.http.ui import views
+from tests.servers import start_server
 
 pytestmark = pytest.mark.anyio
 
@@ -188,3 +192,33 @@ def test_the_python_snippet_writes_json_as_python() -> None:
     )
     python = views.snippets("http://127.0.0.1:8000", record)["python"]
     assert "arguments={'prompt': 'hi', 'reasoning': True, 'x': None}" in python
+
+
+def test_a_tab_holds_one_stream_and_closing_it_frees_the_slot(tmp_path: Path) -> None:
+    """Over a real socket, an open event stream is one hub subscriber, gone once the client disconnects."""
+    settings = Settings(profile="instant", seed=1, data_dir=tmp_path)
+    with start_server(settings) as server:
+        hub = server.emulator.events
+        live = threading.Event()
+        row = threading.Event()
+
+        def read() -> None:
+            with httpx.stream("GET", f"{server.base_url}/_emulator/ui/events?namespace=k1", timeout=10) as stream:
+                for line in stream.iter_lines():
+                    if line == "event: live":
+                        live.set()
+                    if line == "event: row":
+                        row.set()
+                        return  # leaving the block closes the connection
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert live.wait(10)
+        assert len(hub) == 1
+        httpx.post(f"{server.base_url}/fal-ai/any-llm", json={"prompt": "hi"}, headers=AUTH)
+        assert row.wait(10)
+        reader.join(10)
+        deadline = time.monotonic() + 10
+        while len(hub) and time.monotonic() < deadline:
+            httpx.get(f"{server.base_url}/_emulator/health")  # each poll is a round trip: no busy loop
+        assert len(hub) == 0

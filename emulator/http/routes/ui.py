@@ -191,6 +191,7 @@ def _find(emulator: Emulator, request_id: str, namespace: str | None) -> Request
 async def request_page(request: Request, emulator: Emulator) -> Response:
     record = _find(emulator, request.path_params["request_id"], request.query_params.get("namespace"))
     context = _common(request, emulator, f"Request {record.id}")
+    context["summary"] = views.summary(emulator, record.namespace)
     query = f"namespace={views._quote(record.namespace)}&request={views._quote(record.id)}"
     return HTMLResponse(
         _render(
