@@ -154,26 +154,33 @@ def test_a_request_is_held_and_released_from_its_page(driver: Any, manual: Serve
 
 
 def test_a_webhook_that_fails_twice_shows_three_attempts_the_last_one_verified(tmp_path: Path, driver: Any) -> None:
-    """Two 500s and a 200 from the receiver are three attempt rows, each signature checked against the JWKS."""
-    with (
-        Receiver() as receiver,
-        serve(tmp_path, clock="system", profile="instant", webhook_time_scale=0.001) as server,
-    ):
+    """Two 500s and a 200 from the receiver appear on the open page one by one, each signature checked."""
+    with Receiver() as receiver, serve(tmp_path, webhook_time_scale=0.001) as server:
         receiver.answer(500, 500)
         request_id = submit(server, {"prompt": "call me back"}, fal_webhook=receiver.url)
-        receiver.wait_for_calls(3, timeout=browser.WAIT_SECONDS)
-        driver.get(f"{server.base_url}/_emulator/ui/requests/{request_id}?namespace=pg")
+        open_live(driver, f"{server.base_url}/_emulator/ui/requests/{request_id}?namespace=pg")
 
-        def attempts(d: Any) -> list[list[str]] | None:
-            rows = [
-                [cell.text for cell in row.find_elements(*by_css("td"))]
-                for row in d.find_elements(*by_css("tr.attempt"))
-            ]
-            return rows if len(rows) == 3 and rows[-1][2] == "200" else None
+        def attempts(count: int) -> Any:
+            def shown(d: Any) -> list[list[str]] | None:
+                rows = [
+                    [cell.text for cell in row.find_elements(*by_css("td"))]
+                    for row in d.find_elements(*by_css("tr.attempt"))
+                ]
+                return rows if len(rows) == count else None
 
-        rows = browser.wait_for(driver, attempts, "three attempts, the last one answered 200")
+            return shown
+
+        advance(server, 60)  # the run completes; the first attempt goes out
+        browser.wait_for(driver, attempts(1), "the first attempt")
+        # Each retry waits on the manual clock (scaled down): move it on once the page shows the last one.
+        advance(server, 1)
+        browser.wait_for(driver, attempts(2), "the second attempt")
+        advance(server, 1)
+        rows = browser.wait_for(driver, attempts(3), "the third attempt")
         assert [row[2] for row in rows] == ["500", "500", "200"]
+        assert [row[4] for row in rows] == ["retrying", "retrying", "delivered"]
         assert all("verifies" in row[6] for row in rows)
+        assert len(receiver.calls) == 3
         driver.get("about:blank")
 
 

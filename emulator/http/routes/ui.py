@@ -268,7 +268,7 @@ class _Watch:
         self.focus = focus
         self.positions: dict[str, int] = {}
         self.sent_text = 0
-        self.sent_attempts = -1
+        self.sent_attempts = (-1, -1)
         # One pending notice from the webhook dispatcher at a time: each asks it to keep a future.
         self.webhook_change: asyncio.Future[None] | None = None
 
@@ -302,7 +302,8 @@ class _Watch:
             if len(text) > self.sent_text:
                 events.append(_event("text", {"append": text[self.sent_text :]}))
                 self.sent_text = len(text)
-        attempts = len(emulator.webhooks.attempts(record.id)) + emulator.webhooks.dispatcher.pending()
+        # Attempts recorded, and deliveries still under way (a retry waiting changes the page too).
+        attempts = (len(emulator.webhooks.attempts(record.id)), emulator.webhooks.dispatcher.pending())
         if attempts != self.sent_attempts and not (changed or full):
             sections = _request_sections(emulator, record)
             events.append(_event("sections", {"webhooks": sections["webhooks"], "journal": sections["journal"]}))
