@@ -33,6 +33,13 @@ async function control(path, body) {
   return data;
 }
 
+function badge(text, style) {
+  const span = document.createElement("span");
+  span.className = `badge ${style}`;
+  span.textContent = text;
+  return span;
+}
+
 function replaceRow(id, html) {
   const tbody = document.getElementById("rows");
   if (!tbody) return;
@@ -121,10 +128,10 @@ document.addEventListener("click", async (event) => {
       toast(`${action}: ${answer.status}${answer.held ? " (held)" : ""}`);
       // A hold of a queued request changes no record, so no event comes: show it from the answer.
       if (action === "hold" || action === "release") {
-        const badge = `<span class="badge s-${answer.status}">${answer.status}</span>`;
-        const held = answer.held ? ' <span class="badge held">HELD</span>' : "";
+        const line = document.querySelector("#sec-state .state-line");
+        line.replaceChildren(badge(answer.status, `s-${answer.status}`));
+        if (answer.held) line.append(" ", badge("HELD", "held"));
         const controls = document.querySelector("#sec-state .controls");
-        document.querySelector("#sec-state .state-line").innerHTML = badge + held;
         const toggle = controls?.querySelector("[data-action=hold], [data-action=release]");
         if (toggle) { toggle.dataset.action = answer.held ? "release" : "hold"; toggle.textContent = answer.held ? "Release" : "Hold"; }
       }
@@ -271,7 +278,14 @@ function setUpPlayground(form) {
     const out = document.getElementById("pg-stream");
     result.hidden = false;
     out.textContent = "";
-    document.getElementById("pg-link").innerHTML = page ? `<a href="${page}">The request's page</a>` : "";
+    const link = document.getElementById("pg-link");
+    link.replaceChildren();
+    if (page) {
+      const anchor = document.createElement("a");
+      anchor.href = page;
+      anchor.textContent = "The request's page";
+      link.append(anchor);
+    }
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
