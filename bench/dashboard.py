@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,26 @@ def fill(base: str, count: int) -> dict[str, int]:
     return counts
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def submit_cost(base: str, count: int, pid: int) -> tuple[float, float]:
+    """Submits per second one after another, and the server's CPU milliseconds per submit.
+
+    The CPU time is the server's own: the browser's work on the same machine does not count in it.
+    """
+    with httpx.Client(base_url=base, headers=AUTH, timeout=30) as http:
+        cpu = cpu_seconds(pid)
+        started = time.perf_counter()
+        for n in range(count):
+            http.post("/fal-ai/any-llm", json={"prompt": f"extra {n}"}).raise_for_status()
+        elapsed = time.perf_counter() - started
+        return round(count / elapsed, 1), round((cpu_seconds(pid) - cpu) * 1000 / count, 3)
+
+
 def browser(profile: str) -> Any:
     os.environ.setdefault("SE_OFFLINE", "true")
     from selenium import webdriver
@@ -104,6 +125,18 @@ def browser(profile: str) -> Any:
     return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
 
 
+def loaded(driver: Any) -> None:
+    """Wait until the page has loaded and painted (the navigation entry is final then)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    script = (
+        "const nav = performance.getEntriesByType('navigation')[0];"
+        "return document.readyState === 'complete' && nav && nav.loadEventEnd > 0"
+        " && performance.getEntriesByType('paint').length > 0;"
+    )
+    WebDriverWait(driver, 60, poll_frequency=0.05).until(lambda d: d.execute_script(script))
+
+
 def median(values: list[float]) -> float:
     return round(statistics.median(values), 1)
 
@@ -112,6 +145,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000, help="requests in the namespace (default 1000)")
     parser.add_argument("--loads", type=int, default=5, help="page loads to take the median of (default 5)")
+    parser.add_argument("--extra", type=int, default=300, help="submits timed with and without a tab open")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = parser.parse_args()
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
@@ -131,12 +165,15 @@ def main() -> int:
         url = f"{base}/_emulator/ui/?namespace={KEY}"
         page = httpx.get(url, headers={"accept-encoding": "identity"})
         assets = sum(len(httpx.get(f"{base}/_emulator/ui/static/{name}").content) for name in ("app.css", "app.js"))
+        without_tab = submit_cost(base, args.extra, server.pid)
         driver = browser(profile)
         runs = []
         for _ in range(args.loads):
             driver.get("about:blank")
             driver.get(url)
+            loaded(driver)
             runs.append(driver.execute_script(_TIMINGS))
+        with_tab = submit_cost(base, args.extra, server.pid)  # the last load is still open, its stream live
         driver.set_script_timeout(30)
         live = [driver.execute_async_script(_LIVE_UPDATE, AUTH["Authorization"]) for _ in range(5)]
         result = {
@@ -155,6 +192,10 @@ def main() -> int:
             "load_ms": median([r["load"] for r in runs]),
             "new_row_visible_ms": median(live),
             "loads": args.loads,
+            "submits_per_second_without_tab": without_tab[0],
+            "submits_per_second_with_tab": with_tab[0],
+            "server_cpu_ms_per_submit_without_tab": without_tab[1],
+            "server_cpu_ms_per_submit_with_tab": with_tab[1],
         }
     finally:
         if driver is not None:
@@ -177,6 +218,11 @@ def main() -> int:
     print(
         f"  DOM ready {result['dom_content_loaded_ms']} ms, load {result['load_ms']} ms; "
         f"a new request's row visible after {result['new_row_visible_ms']} ms"
+    )
+    print(
+        f"  submits/s while the view is open: {result['submits_per_second_with_tab']} "
+        f"(without a tab: {result['submits_per_second_without_tab']}); the server's CPU per submit: "
+        f"{result['server_cpu_ms_per_submit_with_tab']} ms (without: {result['server_cpu_ms_per_submit_without_tab']})"
     )
     return 0
 

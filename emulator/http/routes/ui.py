@@ -37,6 +37,9 @@ PREFIX = "/_emulator/ui"
 TOKEN_COOKIE = "emulator_token"
 # An idle stream sends a comment this often (loop seconds), so a closed tab is noticed.
 KEEPALIVE_SECONDS = 15.0
+# A stream sends at most one batch per this many (loop) seconds: under load, changes pile up in the
+# subscription's bounded set and go out together, so a tab costs a bounded amount of work per second.
+MIN_BATCH_SECONDS = 0.1
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _templates = jinja2.Environment(
@@ -362,8 +365,14 @@ async def _stream(
     watch.positions_event()
     # Everything the page lacked is sent: from here on, it is live.
     yield _event("live", {"generation": emulator.events.generation})
+    loop = asyncio.get_running_loop()
+    last = loop.time()
     while True:
         await _next_wake(emulator, subscription, watch)
+        pause = last + MIN_BATCH_SECONDS - loop.time()
+        if pause > 0:
+            await asyncio.sleep(pause)  # rate limiting, not synchronisation: let changes coalesce
+        last = loop.time()
         batch = subscription.take()
         sent = False
         if batch.resync:
