@@ -74,6 +74,20 @@ def advance_from_page(driver: Any, seconds: float) -> None:
     browser.wait_for(driver, lambda d: "Clock advanced" in text_of(d, "#toast"), "the clock form's answer")
 
 
+def press_with_the_keyboard(driver: Any, css: str, limit: int = 60) -> None:
+    """Tab from the top of the page to the element, then press Enter: the page works without a mouse."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    target = driver.find_element(*by_css(css))
+    for _ in range(limit):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        if driver.switch_to.active_element == target:
+            ActionChains(driver).send_keys(Keys.ENTER).perform()
+            return
+    raise AssertionError(f"{css} was not reached with {limit} presses of Tab")
+
+
 def submit(server: ServerThread, body: dict[str, Any], **params: str) -> str:
     response = httpx.post(f"{server.base_url}/fal-ai/any-llm", json=body, params=params, headers=AUTH)
     assert response.status_code == 200, response.text
@@ -244,7 +258,7 @@ def test_the_playground_runs_a_prompt_as_a_stream_and_links_its_request(tmp_path
     """ "Run as a stream" shows the answer from /run/.../stream in the page, with a link to the request's page."""
     with serve(tmp_path, clock="system", profile="instant") as server:
         driver.get(f"{server.base_url}/_emulator/ui/playground/fal-ai/any-llm?namespace=pg")
-        driver.find_element(*by_css("button[value=stream]")).click()
+        press_with_the_keyboard(driver, "button[value=stream]")
         browser.wait_for(driver, lambda d: text_of(d, "#pg-stream").strip() != "", "the streamed answer")
         link = browser.wait_for(driver, lambda d: d.find_elements(*by_css("#pg-link a")), "the request's link")
         request_id = link[0].get_attribute("href").split("/requests/")[1].split("?")[0]
