@@ -266,3 +266,16 @@ def test_the_playground_runs_a_prompt_as_a_stream_and_links_its_request(tmp_path
         assert record is not None and record.output is not None
         browser.wait_for(driver, lambda d: text_of(d, "#pg-stream") == record.output["output"], "the whole answer")
         driver.get("about:blank")
+
+
+def test_with_a_control_token_the_page_opens_once_given_it_and_its_buttons_work(tmp_path: Path, driver: Any) -> None:
+    """?token= opens the dashboard (then kept in a cookie); its Pause button passes the control API's check."""
+    with serve(tmp_path, control_token="t0ken") as server:
+        driver.get(f"{server.base_url}/_emulator/ui/")
+        assert "needs the control token" in driver.page_source
+        open_live(driver, f"{server.base_url}/_emulator/ui/?token=t0ken")
+        assert "token" not in driver.current_url
+        driver.find_element(*by_css("button[data-control=pause]")).click()
+        browser.wait_for(driver, lambda d: text_of(d, "#queue-state") == "PAUSED", "the queue paused")
+        assert server.emulator.scheduler.paused
+        driver.get("about:blank")
