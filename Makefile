@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 ARGS ?=
 
-.PHONY: install test-deps dev-deps js-deps redis-server run test test-fast bench soak lint options-table clean
+.PHONY: install test-deps dev-deps js-deps redis-server chromium run test test-fast bench bench-dashboard soak lint options-table clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,12 @@ redis-server:
 	@command -v redis-server >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server \
 		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
+# The dashboard's browser tests drive Debian's chromium through its chromedriver; install them when missing.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null \
+		|| DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
 run: install
 	$(VENV)/bin/any-llm-emulator serve $(ARGS)
 
@@ -46,7 +52,7 @@ run: install
 test-fast: test-deps
 	$(PY) -m pytest -q -m "not (socket or process or redis or js or browser)" $(ARGS)
 
-test: test-deps js-deps redis-server
+test: test-deps js-deps redis-server chromium
 	$(PY) -m pytest $(ARGS)
 	# The plugin example, as a user's project runs it: its own pytest.ini, two xdist workers.
 	cd examples && ../$(PY) -m pytest -n 2 -p no:cacheprovider
@@ -54,6 +60,10 @@ test: test-deps js-deps redis-server
 bench: test-deps
 	$(PY) bench/run.py $(ARGS)
 	$(PY) bench/webhooks.py
+
+# The dashboard's first paint and page size with 1,000 requests in one namespace.
+bench-dashboard: test-deps chromium
+	$(PY) bench/dashboard.py $(ARGS)
 
 # Steady lifecycle load for SOAK seconds, reporting the server's RSS slope.
 SOAK ?= 600

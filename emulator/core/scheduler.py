@@ -89,6 +89,7 @@ class Scheduler:
         self.on_complete: list[Callable[[RequestRecord], None]] = []
         # Called when the queue runs a request again after a runner failure, with that failure.
         self.on_retry: list[Callable[[RequestRecord, Failure], None]] = []
+        self.on_change: list[Callable[[RequestRecord], None]] = []
         self._lanes: dict[str, Lane] = {}
         self._waiters: dict[tuple[str, str], list[asyncio.Future[bool]]] = {}
         self._seq = 0
@@ -179,6 +180,8 @@ class Scheduler:
         self.store.add(record)
         self.queue.accept(lane, record)
         self.store.save(record, now)
+        for listener in self.on_change:
+            listener(record)
         # Dispatch first: a runner free now starts the request before its deadline can fire.
         self._dispatch(lane)
         if record.deadline is not None:
@@ -415,6 +418,8 @@ class Scheduler:
     def _touch(self, record: RequestRecord) -> None:
         record.version += 1
         self.store.save(record, self.clock.now())
+        for listener in self.on_change:
+            listener(record)
         for future in self._waiters.pop((record.namespace, record.id), ()):
             if not future.done():
                 future.set_result(True)

@@ -22,6 +22,7 @@ from emulator.config import Settings
 from emulator.core.catalog import load_spec
 from emulator.core.clock import Clock, ManualClock, SystemClock
 from emulator.core.errors import Problem, not_found, validation_problem
+from emulator.core.events import Hub
 from emulator.core.faults import HTTP_KINDS, Fault, Faults, Rule
 from emulator.core.fixture_files import load_fixtures
 from emulator.core.ids import IdFactory
@@ -106,6 +107,7 @@ class Emulator:
     journal: Journal
     webhooks: Webhooks
     files: Storage
+    events: Hub
 
     @classmethod
     def build(
@@ -163,7 +165,9 @@ class Emulator:
                 lambda delivery: outbox.webhook_settled(delivery.user_id, delivery.request_id)
             )
         scheduler.on_retry.append(functools.partial(_journal_retry, journal, clock))
-        return cls(settings, spec, clock, backend, outputs, scheduler, faults, journal, webhooks, files)
+        events = Hub()
+        scheduler.on_change.append(events.publish)
+        return cls(settings, spec, clock, backend, outputs, scheduler, faults, journal, webhooks, files, events)
 
     @property
     def store(self) -> Store:
@@ -456,6 +460,7 @@ class Emulator:
         self.faults.clear(namespace)
         self.outputs.reset_counts(namespace)
         self.webhooks.reset(namespace)
+        self.events.reset(namespace)
 
     def reload_fixtures(self) -> int:
         """Read the fixture files again; keep the old ones if a file is bad. Returns the count."""

@@ -24,7 +24,7 @@ from emulator.http.errors import http_error, server_error
 from emulator.http.front import ALL_METHODS as _ALL_METHODS
 from emulator.http.front import QueueFront, front_door
 from emulator.http.journal import JournalMiddleware
-from emulator.http.routes import cdn, control, queue, realtime, rest, run, webhooks
+from emulator.http.routes import cdn, control, queue, realtime, rest, run, ui, webhooks
 from emulator.store import Store
 
 ALL_METHODS = list(_ALL_METHODS)
@@ -46,7 +46,9 @@ class EmulatorApp(Starlette):
     def build_middleware_stack(self) -> ASGIApp:
         emulator: Emulator = self.state.emulator
         front = QueueFront()
-        return front_door(super().build_middleware_stack(), JournalMiddleware(front, emulator=emulator), front)
+        return ui.browser_front(
+            front_door(super().build_middleware_stack(), JournalMiddleware(front, emulator=emulator), front)
+        )
 
 
 def create_app(
@@ -74,7 +76,7 @@ def create_app(
         WebSocketRoute("/{path:path}", realtime.refuse),
         Route("/openapi.yaml", openapi_yaml, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
-        Mount("/_emulator", routes=control.routes + webhooks.control_routes),
+        Mount("/_emulator", routes=[*control.routes, *webhooks.control_routes, *ui.routes]),
         *webhooks.rest_routes,
         Mount("/run", routes=[Route("/{path:path}", run.handle, methods=ALL_METHODS)]),
         # Storage, for the official clients' uploads: rest.fal.ai under /rest, v3.fal.media under /cdn.

@@ -94,6 +94,7 @@ def banner(settings: Settings, bundle: Path | None) -> str:
         f"any-llm emulator listening on {base} (profile {settings.profile}, {settings.runners} runners per key)",
         f"  queue surface: {base}/fal-ai/any-llm   run surface: {base}/run/fal-ai/any-llm",
         f"  spec: {base}/openapi.yaml   health: {base}/_emulator/health   data: {settings.data_dir}",
+        f"  dashboard: {base}/_emulator/ui/{'?token=<control token>' if settings.control_token else ''}",
         "Try it:",
         f"  curl -s{auth} -H 'Content-Type: application/json' \\",
         f'    -d \'{{"prompt": "What is the meaning of life?"}}\' {base}/fal-ai/any-llm',
