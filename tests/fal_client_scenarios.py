@@ -109,6 +109,20 @@ def subscribe(prompt: str, endpoint: str = APP, **extra: Any) -> Any:
 
 
 @scenario
+def subscribe_with_headers(prompt: str, headers: dict[str, str]) -> Any:
+    """subscribe with extra request headers (e.g. x-fal-no-retry), as fal_client passes them on submit."""
+    return catching(lambda: {"output": fal_client.subscribe(APP, {"prompt": prompt}, headers=headers)})
+
+
+@scenario
+def submit_invalid(arguments: dict[str, Any]) -> Any:
+    """A queued submit whose input breaks the schema: its first status, then what the result raises."""
+    handle = fal_client.submit(APP, arguments)
+    first = status_json(fal_client.status(APP, handle.request_id))
+    return {"first": first, "result": catching(handle.get)}
+
+
+@scenario
 def subscribe_with_timeouts(
     prompt: str, client_timeout: float | None = None, start_timeout: float | None = None
 ) -> Any:

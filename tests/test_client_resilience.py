@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -88,3 +89,33 @@ def test_start_timeout_against_a_stuck_request(server: EmulatorProcess, control:
     assert answer["status"] == 504
     assert answer["type"] == "request_timeout"
     assert calls(control, "GET", "/requests/")[-1] == 504
+
+
+def test_the_queue_retries_a_lost_runner_with_new_gateway_ids(server: EmulatorProcess, control: httpx.Client) -> None:
+    """A runner lost twice: fal's queue runs the request a third time and the client gets its answer."""
+    inject(control, 2, ["submit"], kind="complete_with_error", error_type="runner_disconnected")
+    answer = run_scenario(server.client_environment(), "subscribe", prompt="echo: third runner")
+    assert answer["output"]["output"] == "echo: third runner"
+    (request_id,) = answer["enqueued"]
+    entries = control.get("/journal", params={"namespace": NAMESPACE, "method": "RETRY"}).json()["entries"]
+    assert [entry["status"] for entry in entries] == [503, 503]
+    gateways = {request_id, *(json.loads(entry["body"])["next_gateway_request_id"] for entry in entries)}
+    assert len(gateways) == 3
+
+
+def test_x_fal_no_retry_makes_a_lost_runner_final(server: EmulatorProcess, control: httpx.Client) -> None:
+    """With x-fal-no-retry the first lost runner is the client's error, with fal's error type."""
+    inject(control, 2, ["submit"], kind="complete_with_error", error_type="runner_disconnected")
+    answer = run_scenario(
+        server.client_environment(), "subscribe_with_headers", prompt="x", headers={"x-fal-no-retry": "1"}
+    )
+    assert (answer["status"], answer["type"]) == (503, "runner_disconnected")
+    assert calls(control, "RETRY", "/fal-ai/any-llm") == []
+
+
+def test_a_queued_invalid_input_is_accepted_then_fails_with_422(server: EmulatorProcess, control: httpx.Client) -> None:
+    """fal's queue accepts the body; the result raises the app's 422 with the field errors."""
+    answer = run_scenario(server.client_environment(), "submit_invalid", arguments={"temperature": 3})
+    assert answer["first"]["kind"] in ("Queued", "InProgress", "Completed")
+    assert answer["result"]["status"] == 422
+    assert {item["loc"][-1] for item in answer["result"]["detail"]} == {"prompt", "temperature"}

@@ -159,3 +159,50 @@ describe("errors", () => {
     });
   });
 });
+
+describe("fal's queue", () => {
+  const control = (path, init) => fetch(`${emulator.url}/_emulator${path}`, init);
+  const loseRunners = (count) =>
+    control("/next", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        namespace: "js-test",
+        count,
+        actions: ["submit"],
+        fault: { kind: "complete_with_error", error_type: "runner_disconnected" },
+      }),
+    });
+  const retries = async (requestId) => {
+    const journal = await (await control(`/journal?namespace=js-test&method=RETRY&request_id=${requestId}`)).json();
+    return journal.entries;
+  };
+
+  test("a runner lost twice is retried by the queue, each try with its own gateway request id", async () => {
+    assert.equal((await loseRunners(2)).status, 201);
+    const { request_id: requestId } = await fal.queue.submit(APP, { input: { prompt: "echo: third runner" } });
+    await fal.queue.subscribeToStatus(APP, { requestId, mode: "polling", pollInterval: 20 });
+    const result = await fal.queue.result(APP, { requestId });
+    assert.equal(result.data.output, "echo: third runner");
+    const entries = await retries(requestId);
+    assert.deepEqual(entries.map((entry) => entry.status), [503, 503]);
+    const gateways = new Set([requestId, ...entries.map((entry) => JSON.parse(entry.body).next_gateway_request_id)]);
+    assert.equal(gateways.size, 3);
+  });
+
+  test("x-fal-no-retry makes the first lost runner the request's error", async () => {
+    assert.equal((await loseRunners(2)).status, 201);
+    const { request_id: requestId } = await fal.queue.submit(APP, {
+      input: { prompt: "x" },
+      headers: { "x-fal-no-retry": "1" },
+    });
+    await fal.queue.subscribeToStatus(APP, { requestId, mode: "polling", pollInterval: 20 });
+    await assert.rejects(fal.queue.result(APP, { requestId }), (error) => {
+      assert.ok(error instanceof ApiError);
+      assert.equal(error.status, 503);
+      return true;
+    });
+    assert.deepEqual(await retries(requestId), []);
+  });
+});
+
