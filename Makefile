@@ -57,9 +57,10 @@ test: test-deps js-deps redis-server chromium
 	# The plugin example, as a user's project runs it: its own pytest.ini, two xdist workers.
 	cd examples && ../$(PY) -m pytest -n 2 -p no:cacheprovider
 
-bench: test-deps
+bench: test-deps chromium
 	$(PY) bench/run.py $(ARGS)
 	$(PY) bench/webhooks.py
+	$(PY) bench/dashboard.py
 
 # The dashboard's first paint and page size with 1,000 requests in one namespace.
 bench-dashboard: test-deps chromium
