@@ -88,6 +88,13 @@ class Settings:
         metavar="PATH",
         default_text="none",
     )
+    endpoints: tuple[Path, ...] = _option(
+        (),
+        "fal endpoint OpenAPI document (JSON or YAML) or folder of them, repeatable (colon-separated in "
+        "the environment); each adds its endpoint with the full queue and run surfaces",
+        metavar="PATH",
+        default_text="none",
+    )
     builtin_fixtures: bool = _option(
         True,
         "leave the built-in fixtures (echo:, the scenarios) out",

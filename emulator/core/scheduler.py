@@ -53,6 +53,8 @@ class Submission:
     invalid: list[JSON] | None = None
     # How many times the queue may run it again after a runner failure (503, 504).
     retries: int = 0
+    # The CDN base URL the caller reaches this emulator by: generated files are served under it.
+    files_url: str | None = None
 
 
 class Scheduler:
@@ -162,7 +164,11 @@ class Scheduler:
         if submission.invalid:
             answer = _refused(submission.invalid)
         else:
-            answer = self.outputs.answer(submission.endpoint, submission.input, namespace)
+            answer = self.outputs.answer(
+                submission.endpoint, submission.input, namespace, files_url=submission.files_url
+            )
+            if answer.units is not None:
+                record.billable_units = answer.units
         if answer.faults:
             # A fixture's rules belong to this request alone: they live on its record and go with it.
             record.rules = [rule.bound(namespace, record.id) for rule in answer.faults]
@@ -491,6 +497,8 @@ class Scheduler:
             if errors:
                 return _refused(errors)
         answer = self.outputs.answer(record.endpoint, record.input, record.namespace)
+        if answer.units is not None:
+            record.billable_units = answer.units
         # A fault rule that fired on an earlier attempt (times: N) may fire on this one too.
         fault = self.faults.match(
             "submit",
