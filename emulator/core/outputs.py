@@ -143,9 +143,7 @@ class Outputs:
                 return behaviour.answer(endpoint, inputs, None, files_url)
             outcome = self._next_outcome(namespace, fixture)
             found = behaviour.answer(endpoint, inputs, outcome, files_url)
-            return replace(
-                found, logs=fixture.logs, fixture=fixture.name, timing=fixture.timing, faults=outcome.faults
-            )
+            return replace(found, logs=fixture.logs, fixture=fixture.name, timing=fixture.timing, faults=outcome.faults)
         wants_reasoning = bool(inputs.get("reasoning"))
         if fixture is None:
             return Answer(

@@ -33,9 +33,7 @@ _GENERATED = "generated"
 class GeneratedOutputs:
     """Answers for the loaded endpoints that are not LLMs: generated (or fixture-given) JSON outputs."""
 
-    def __init__(
-        self, registry: EndpointRegistry, files: Storage, *, seed: int | None, default_files_url: str
-    ) -> None:
+    def __init__(self, registry: EndpointRegistry, files: Storage, *, seed: int | None, default_files_url: str) -> None:
         self.registry = registry
         self.files = files
         self.generator = OutputGenerator(seed)
