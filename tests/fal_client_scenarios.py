@@ -289,7 +289,7 @@ def loaded_endpoints() -> Any:
     picture = BytesIO()
     Image.new("RGB", (96, 64), "teal").save(picture, "PNG")
     image_url = fal_client.upload(picture.getvalue(), "image/png", "input.png")
-    calls = {
+    calls: dict[str, dict[str, Any]] = {
         "fal-ai/flux/schnell": {"prompt": "a lighthouse at dusk", "image_size": "square"},
         "fal-ai/esrgan": {"image_url": image_url, "scale": 2},
         "fal-ai/kling-video/v1.6/pro/image-to-video": {"prompt": "waves", "image_url": image_url},

@@ -13,6 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection, status_code_conformance
+from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from emulator import Settings, create_app
 from tests.conftest import AUTH
@@ -29,7 +30,7 @@ _webhook_client = httpx.AsyncClient(transport=httpx.MockTransport(lambda request
 app = create_app(Settings(profile="instant", seed=11, data_dir=_data_dir, endpoints=FILES), http_client=_webhook_client)
 
 
-def _schema(endpoint: str) -> Any:
+def _schema(endpoint: str) -> OpenApiSchema:
     """The document the emulator serves for ``endpoint``, read over its own route, with ``logs`` as fal sends it.
 
     fal's documents type ``QueueStatus.logs`` as an object, but fal answers ``null`` or a list of log
