@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -16,11 +18,11 @@ from emulator import Emulator, ManualClock, Settings, create_app
 from emulator.endpoints.documents import load_document
 from emulator.endpoints.inputs import example_input
 from tests.conftest import AUTH
-from tests.helpers import drive
 from tests.test_endpoint_outputs import FILES, file_objects, output_validator
 
 pytestmark = pytest.mark.anyio
 
+T = TypeVar("T")
 DATA = Path(__file__).parent / "data" / "fal-openapi"
 BASE = "http://emulator.test"
 DOCUMENTS = {load_document(path).endpoint_id: load_document(path) for path in FILES}
@@ -49,8 +51,22 @@ async def completed(client: httpx.AsyncClient, clock: ManualClock, endpoint_id: 
         while (await client.get(status_url)).status_code != 200:
             clock.advance(1.0)
 
-    await drive(clock, done(), step=0.0)
+    await driven(clock, done())
     return await client.get(submitted.json()["response_url"].removeprefix(BASE))
+
+
+async def driven(clock: ManualClock, call: Awaitable[T], deadline_seconds: float = 30.0) -> T:
+    """Run ``call`` while moving the manual clock on; renders run in a worker thread, so wait on the
+    call itself (bounded by a real deadline) between steps instead of only yielding to the loop."""
+    task = asyncio.ensure_future(call)
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        done, _ = await asyncio.wait({task}, timeout=0.01)
+        if done:
+            return task.result()
+        clock.advance(0.5)
+    task.cancel()
+    raise AssertionError(f"call did not finish within {deadline_seconds} s")
 
 
 def test_every_document_in_the_folder_is_loaded(core: Emulator) -> None:
@@ -114,7 +130,7 @@ async def test_a_body_that_breaks_the_input_schema_fails_with_the_apps_422(
 
 async def test_a_run_answers_the_generated_output(client: httpx.AsyncClient, clock: ManualClock) -> None:
     """The run surface answers a loaded endpoint's output with a downloadable image."""
-    response = await drive(clock, client.post("/run/fal-ai/esrgan", json={"image_url": "https://example.com/a.png"}))
+    response = await driven(clock, client.post("/run/fal-ai/esrgan", json={"image_url": "https://example.com/a.png"}))
     assert response.status_code == 200, response.text
     image = response.json()["image"]
     assert (await client.get(image["url"].removeprefix(BASE))).headers["content-type"] == "image/png"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
@@ -99,6 +100,9 @@ class Behaviour(Protocol):
         self, endpoint: str, inputs: Mapping[str, Any], outcome: Outcome | None, files_url: str | None
     ) -> Answer: ...
 
+    def prepare(self, endpoint: str, inputs: Mapping[str, Any], files_url: str | None) -> None:
+        """Do the slow part of an answer ahead (rendering files), in a worker thread: ``answer`` finds it done."""
+
 
 def _no_behaviour(endpoint: str) -> Behaviour | None:
     return None
@@ -165,6 +169,12 @@ class Outputs:
         else:
             text = self._generate(endpoint, inputs)
         return Answer(text, reasoning, fixture.logs, outcome.error, fixture.name, fixture.timing, outcome.faults)
+
+    async def prepare(self, endpoint: str, inputs: Mapping[str, Any], files_url: str | None) -> None:
+        """Let an endpoint's behaviour do its slow work off the event loop before the queue asks for the answer."""
+        behaviour = self.behaviour_for(endpoint)
+        if behaviour is not None:
+            await asyncio.to_thread(behaviour.prepare, endpoint, inputs, files_url)
 
     def _next_outcome(self, namespace: str, fixture: Fixture) -> Outcome:
         key = (namespace, fixture.name)

@@ -251,6 +251,8 @@ class Emulator:
         webhook = params.get("fal_webhook")
         refuse_control_target(webhook if isinstance(webhook, str) else None)
         mode = call.headers.get(WEBHOOK_MODE_HEADER)
+        if not invalid:  # renders, if the endpoint makes files, happen in a worker thread
+            await self.outputs.prepare(call.endpoint, body, call.files_url)
         record = scheduler.submit(
             namespace,
             Submission(
@@ -331,6 +333,7 @@ class Emulator:
         if invalid:
             raise validation_problem(invalid)
         self._check_concurrency(call.namespace)
+        await self.outputs.prepare(call.endpoint, body, call.files_url)
         scheduler = self.scheduler
         record = scheduler.submit(
             call.namespace,

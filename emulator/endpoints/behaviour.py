@@ -9,13 +9,15 @@ bytes (the same render is kept once), and handed out on the CDN surface the call
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
 from emulator.core.fixture_files import Outcome
 from emulator.core.images import ImageUrlCheck
-from emulator.core.models import Failure, Plan
+from emulator.core.models import JSON, Failure, Plan
 from emulator.core.outputs import Answer
 from emulator.core.storage import Storage
 from emulator.endpoints.categories import billable_units, make_plan
@@ -28,6 +30,7 @@ __all__ = ["GeneratedOutputs", "InputFiles"]
 
 # Generated files share one folder of the storage; a key is the first bytes of the file's digest.
 _GENERATED = "generated"
+_PREPARED_KEPT = 64
 
 
 class GeneratedOutputs:
@@ -39,6 +42,10 @@ class GeneratedOutputs:
         self.generator = OutputGenerator(seed)
         # For a request whose answer is made without a caller (restored after a restart, claimed).
         self.default_files_url = default_files_url.rstrip("/")
+        # Outputs made ahead in a worker thread (``prepare``), taken by ``answer``; a few at most,
+        # since each is taken by the submit that made it right after.
+        self._prepared: dict[str, JSON] = {}
+        self._lock = threading.Lock()
 
     def behaviour_for(self, endpoint: str) -> GeneratedOutputs | None:
         """This behaviour for a loaded endpoint outside the LLM categories; None for any other."""
@@ -59,9 +66,28 @@ class GeneratedOutputs:
             data = outcome.output
         else:
             base = (files_url or self.default_files_url).rstrip("/")
-            data = self.generator.generate(document, inputs, partial(self._store, base))
+            key = _key(endpoint, inputs, base)
+            with self._lock:
+                found = self._prepared.pop(key, None) if key is not None else None
+            data = found if found is not None else self._generate(document, inputs, base)
         units = billable_units(loaded.category, inputs, document.input_defaults)
         return Answer("", data=data, units=units, planner=planner)
+
+    def prepare(self, endpoint: str, inputs: Mapping[str, Any], files_url: str | None) -> None:
+        """Generate the output (rendering and storing its files) ahead, for ``answer`` to take."""
+        loaded = self.registry.get(endpoint)
+        base = (files_url or self.default_files_url).rstrip("/")
+        key = _key(endpoint, inputs, base)
+        if loaded is None or key is None:
+            return
+        data = self._generate(loaded.document, inputs, base)
+        with self._lock:
+            if len(self._prepared) >= _PREPARED_KEPT:
+                del self._prepared[next(iter(self._prepared))]  # oldest first
+            self._prepared[key] = data
+
+    def _generate(self, document: EndpointDocument, inputs: Mapping[str, Any], base: str) -> JSON:
+        return self.generator.generate(document, inputs, partial(self._store, base))
 
     def _store(self, base: str, data: bytes, content_type: str, file_name: str) -> str:
         extension = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else "bin"
@@ -69,6 +95,13 @@ class GeneratedOutputs:
         url = f"{base}/files/{key}"
         self.files.put(key, data, content_type, file_name, url)
         return url
+
+
+def _key(endpoint: str, inputs: Mapping[str, Any], base: str) -> str | None:
+    try:
+        return json.dumps([endpoint, base, inputs], sort_keys=True)
+    except (TypeError, ValueError):
+        return None
 
 
 def _plan(document: EndpointDocument, inputs: Mapping[str, Any], answer: Answer, profile: str) -> Plan:
