@@ -17,7 +17,9 @@ from PIL import Image
 from emulator import Emulator, ManualClock, Settings, create_app
 from emulator.endpoints.documents import load_document
 from emulator.endpoints.inputs import example_input
+from emulator.webhooks import verify
 from tests.conftest import AUTH
+from tests.receivers import wait_until
 from tests.test_endpoint_outputs import FILES, file_objects, output_validator
 
 pytestmark = pytest.mark.anyio
@@ -249,3 +251,48 @@ async def test_a_fault_rule_applies_to_a_loaded_endpoint(client: httpx.AsyncClie
     assert refused.status_code == 503
     other = await client.post("/fal-ai/flux/dev", json={"prompt": "x"})
     assert other.status_code == 200
+
+
+async def test_a_loaded_endpoint_delivers_its_output_by_signed_webhook(tmp_path: Path) -> None:
+    """A submit with fal_webhook gets an OK webhook whose payload is the generated output, signed."""
+    hooked: list[httpx.Request] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        hooked.append(request)
+        return httpx.Response(200)
+
+    clock = ManualClock()
+    settings = Settings(profile="instant", seed=3, endpoints=(DATA,), data_dir=tmp_path)
+    webhook_client = httpx.AsyncClient(transport=httpx.MockTransport(receive))
+    core = Emulator.build(settings, clock=clock, http_client=webhook_client)
+    app = create_app(emulator=core)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, headers=AUTH) as http,
+    ):
+        params = {"fal_webhook": "http://hooks.test/fal"}
+        submitted = await http.post("/fal-ai/flux/schnell", json={"prompt": "a kite"}, params=params)
+        assert submitted.status_code == 200
+        result = await completed_by_id(http, clock, "fal-ai/flux", submitted.json()["request_id"])
+        await wait_until(core.webhooks.dispatcher, lambda: len(hooked) == 1)
+        payload = json.loads(hooked[0].content)
+        assert payload["status"] == "OK"
+        assert payload["payload"] == result.json()
+        jwks = (await http.get("/.well-known/jwks.json")).json()
+        assert verify(hooked[0].content, dict(hooked[0].headers), jwks, now=clock.now())
+
+
+async def completed_by_id(http: httpx.AsyncClient, clock: ManualClock, app_id: str, request_id: str) -> httpx.Response:
+    async def done() -> None:
+        while (await http.get(f"/{app_id}/requests/{request_id}/status")).status_code != 200:
+            clock.advance(1.0)
+
+    await driven(clock, done())
+    return await http.get(f"/{app_id}/requests/{request_id}")
+
+
+async def test_a_built_in_scenario_works_on_a_loaded_endpoint(client: httpx.AsyncClient, clock: ManualClock) -> None:
+    """The ``[flaky]`` scenario's runner failures are retried by the queue, then the image output comes."""
+    result = await completed(client, clock, "fal-ai/flux/schnell", {"prompt": "a boat [flaky]"})
+    assert result.status_code == 200, result.text
+    assert result.json()["images"][0]["url"].startswith(f"{BASE}/cdn/files/")
