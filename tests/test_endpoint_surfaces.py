@@ -296,3 +296,15 @@ async def test_a_built_in_scenario_works_on_a_loaded_endpoint(client: httpx.Asyn
     result = await completed(client, clock, "fal-ai/flux/schnell", {"prompt": "a boat [flaky]"})
     assert result.status_code == 200, result.text
     assert result.json()["images"][0]["url"].startswith(f"{BASE}/cdn/files/")
+
+
+async def test_strict_file_inputs_refuse_a_url_the_emulator_cannot_load(tmp_path: Path) -> None:
+    """With ``--file-inputs strict`` an image URL elsewhere fails the run with fal's file_download_error."""
+    clock = ManualClock()
+    settings = Settings(profile="instant", seed=1, endpoints=(DATA,), data_dir=tmp_path, file_inputs="strict")
+    transport = httpx.ASGITransport(app=create_app(emulator=Emulator.build(settings, clock=clock)))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=AUTH) as http:
+        result = await completed(http, clock, "fal-ai/esrgan", {"image_url": "https://example.com/a.png"})
+        assert result.status_code == 422
+        (item,) = result.json()["detail"]
+        assert item["loc"] == ["body", "image_url"] and item["type"] == "file_download_error"

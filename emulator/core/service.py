@@ -152,7 +152,7 @@ class Emulator:
         outputs = Outputs(
             load_fixtures(settings.fixture_paths()),
             seed=settings.seed,
-            checks=[InputFiles(endpoints, files, [settings.host])],
+            checks=[InputFiles(endpoints, files, [settings.host], settings.file_inputs)],
             behaviour_for=generated.behaviour_for,
         )
         faults = Faults(settings.seed)

@@ -23,7 +23,7 @@ from emulator.core.storage import Storage
 from emulator.endpoints.categories import billable_units, make_plan
 from emulator.endpoints.documents import EndpointDocument
 from emulator.endpoints.generate import OutputGenerator
-from emulator.endpoints.inputs import FileInputCheck
+from emulator.endpoints.inputs import FileInputCheck, FilePolicy
 from emulator.endpoints.registry import EndpointRegistry
 
 __all__ = ["GeneratedOutputs", "InputFiles"]
@@ -112,9 +112,11 @@ def _plan(document: EndpointDocument, inputs: Mapping[str, Any], answer: Answer,
 class InputFiles:
     """The run-time check of an input's files: a loaded endpoint's file fields, else any-llm's ``image_urls``."""
 
-    def __init__(self, registry: EndpointRegistry, files: Storage, own_hosts: list[str]) -> None:
+    def __init__(
+        self, registry: EndpointRegistry, files: Storage, own_hosts: list[str], policy: str = "offline"
+    ) -> None:
         self.registry = registry
-        self.endpoint_files = FileInputCheck(files, own_hosts=own_hosts)
+        self.endpoint_files = FileInputCheck(files, policy=FilePolicy(policy), own_hosts=own_hosts)
         self.image_urls = ImageUrlCheck(files, own_hosts)
 
     def __call__(self, endpoint: str, inputs: Mapping[str, Any]) -> Failure | None:
