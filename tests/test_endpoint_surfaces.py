@@ -308,3 +308,13 @@ async def test_strict_file_inputs_refuse_a_url_the_emulator_cannot_load(tmp_path
         assert result.status_code == 422
         (item,) = result.json()["detail"]
         assert item["loc"] == ["body", "image_url"] and item["type"] == "file_download_error"
+
+
+async def test_a_streamed_run_ends_with_the_generated_output(client: httpx.AsyncClient, clock: ManualClock) -> None:
+    """``/run/<id>/stream`` on a loaded endpoint sends the whole output as its one event."""
+    body = {"image_url": "https://example.com/a.png"}
+    response = await driven(clock, client.post("/run/fal-ai/esrgan/stream", json=body))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    (event,) = [line for line in response.text.splitlines() if line.startswith("data: ")]
+    assert json.loads(event.removeprefix("data: "))["image"]["content_type"] == "image/png"
