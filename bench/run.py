@@ -30,6 +30,12 @@ HOST = "127.0.0.1"
 AUTH = "Key bench:secret"
 ENDPOINT = "/fal-ai/any-llm"
 BODY = '{"prompt": "Benchmark prompt"}'
+# An endpoint loaded from fal's document: its result names a rendered 1024x1024 PNG on the CDN surface.
+IMAGE_DOCUMENT = (
+    Path(__file__).resolve().parent.parent / "tests" / "data" / "fal-openapi" / "fal-ai__flux__schnell.json"
+)
+IMAGE_ENDPOINT = "/fal-ai/flux/schnell"
+IMAGE_BODY = '{"prompt": "Benchmark prompt", "image_size": "square_hd", "output_format": "png"}'
 READY_SECONDS = 30.0
 # The wrk script only sets method, body and content type; the auth header goes on the command line for every target.
 POST_LUA = f"""wrk.method = "POST"
@@ -266,14 +272,17 @@ def throughput(args: argparse.Namespace, wrk: str, tmp: str) -> list[Result]:
     results.append(bare(wrk, args, "bare 1-write", "one-write"))
     for store in args.store:
         port = free_port()
-        with server(emulator_argv(port, store, args.connections), port, "/_emulator/health") as proc:
+        argv = emulator_argv(port, store, args.connections, "--endpoints", str(IMAGE_DOCUMENT))
+        with server(argv, port, "/_emulator/health") as proc:
             request_id = completed_request(port, proc)
+            image_id = completed_request(port, proc, IMAGE_ENDPOINT, IMAGE_BODY)
             base = f"http://{HOST}:{port}{ENDPOINT}"
             # The lifecycle and submit run last: their load fills the store, which must not evict
             # the request the status and result targets read.
             for name, url, script in (
                 ("status", f"{base}/requests/{request_id}/status", None),
                 ("result", f"{base}/requests/{request_id}", None),
+                ("image result", f"http://{HOST}:{port}{IMAGE_ENDPOINT}/requests/{image_id}", None),
                 ("lifecycle", base, str(lifecycle)),
                 ("submit", base, str(post)),
             ):
@@ -368,15 +377,15 @@ def slope_kib_per_min(samples: list[tuple[float, int]]) -> float:
     return num / den * 60 if den else 0.0
 
 
-def completed_request(port: int, proc: subprocess.Popen[bytes]) -> str:
-    code, raw = request(port, "POST", ENDPOINT, BODY)
+def completed_request(port: int, proc: subprocess.Popen[bytes], endpoint: str = ENDPOINT, body: str = BODY) -> str:
+    code, raw = request(port, "POST", endpoint, body)
     if code != 200:
         raise SystemExit(f"bench: error: submit answered {code}: {raw!r}")
     request_id: str = json.loads(raw)["request_id"]
     # The instant profile finishes almost at once; poll (no sleep) so the result target answers 200, not 400.
     deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline and proc.poll() is None:
-        code, raw = request(port, "GET", f"{ENDPOINT}/requests/{request_id}/status")
+        code, raw = request(port, "GET", f"{endpoint}/requests/{request_id}/status")
         if code == 200 and json.loads(raw).get("status") == "COMPLETED":
             return request_id
     raise SystemExit(f"bench: error: request {request_id} did not complete (last status answer {code}: {raw!r})")
@@ -405,6 +414,8 @@ def report(results: list[Result], memory: list[Memory], slope: float | None, arg
     # Peak RSS is per server process (VmHWM), so one store's rows share one growing high-water mark.
     print("(ratio: to the better of the two stock bare-route runs; bare 1-write: that route on our protocol)")
     print("(lifecycle req/s = completed submit->result lifecycles/s; its non-2xx are 'still in progress' polls)")
+    print("(image result: the result of a fal-ai/flux/schnell request, loaded with --endpoints: a PNG file object)")
+    print(render_line())
     for m in memory:
         print(f"{m.what:<12} {m.store:<10} RSS {m.rss_kib / 1024:.1f} MiB, peak {m.peak_kib / 1024:.1f} MiB: {m.note}")
     print("\ntargets (memory store, one worker):")
@@ -413,6 +424,20 @@ def report(results: list[Result], memory: list[Memory], slope: float | None, arg
     if not valid:
         print("\nINVALID: some target had non-2xx responses (a 429 or an error) or socket errors: numbers not valid.")
     return valid
+
+
+def render_line() -> str:
+    """The first render of a 2048x2048 image (loading Pillow included) and a second, different one, in ms."""
+    start = time.perf_counter()
+    from emulator.endpoints.render import RenderSpec, render
+
+    spec = RenderSpec("image", 2048, 2048, seed=1, lines=("fal-ai/flux/schnell", "2048x2048", "bench"))
+    render(spec)
+    first_ms = (time.perf_counter() - start) * 1000
+    start = time.perf_counter()
+    render(RenderSpec("image", 2048, 2048, seed=2, lines=spec.lines))
+    second_ms = (time.perf_counter() - start) * 1000
+    return f"image render: 2048x2048 PNG first {first_ms:.0f} ms (Pillow loaded with it), another {second_ms:.0f} ms"
 
 
 def verdicts(results: list[Result], memory: list[Memory], slope: float | None) -> list[str]:

@@ -88,6 +88,19 @@ class Settings:
         metavar="PATH",
         default_text="none",
     )
+    endpoints: tuple[Path, ...] = _option(
+        (),
+        "fal endpoint OpenAPI document (JSON or YAML) or folder of them, repeatable (colon-separated in "
+        "the environment); each adds its endpoint with the full queue and run surfaces",
+        metavar="PATH",
+        default_text="none",
+    )
+    file_inputs: str = _option(
+        "offline",
+        "file URLs in a loaded endpoint's input (image_url, ...) that are neither data URIs nor uploads "
+        "to this emulator: 'offline' accepts them unchecked, 'strict' fails the request with fal's 422",
+        choices=("offline", "strict"),
+    )
     builtin_fixtures: bool = _option(
         True,
         "leave the built-in fixtures (echo:, the scenarios) out",

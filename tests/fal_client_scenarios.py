@@ -12,6 +12,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +271,48 @@ def async_upload() -> Any:
         return {"urls": [url, file_url], "vision": seen}
 
     return asyncio.run(main())
+
+
+def _downloaded(value: Any) -> list[dict[str, Any]]:
+    """Every file URL in an output, fetched: its type, size and (for an image) its decoded size."""
+    from PIL import Image
+
+    found: list[dict[str, Any]] = []
+    if isinstance(value, dict) and isinstance(value.get("url"), str):
+        response = httpx.get(value["url"])
+        item = {"file": value, "status": response.status_code, "type": response.headers.get("content-type"),
+                "size": len(response.content)}  # fmt: skip
+        if item["type"] in ("image/png", "image/jpeg"):
+            item["pixels"] = list(Image.open(BytesIO(response.content)).size)
+        found.append(item)
+    elif isinstance(value, dict):
+        for inner in value.values():
+            found.extend(_downloaded(inner))
+    elif isinstance(value, list):
+        for inner in value:
+            found.extend(_downloaded(inner))
+    return found
+
+
+@scenario
+def loaded_endpoints() -> Any:
+    """Text-to-image, image-to-image and image-to-video endpoints through subscribe, with an uploaded image."""
+    point_fal_client()
+    from PIL import Image
+
+    picture = BytesIO()
+    Image.new("RGB", (96, 64), "teal").save(picture, "PNG")
+    image_url = fal_client.upload(picture.getvalue(), "image/png", "input.png")
+    calls: dict[str, dict[str, Any]] = {
+        "fal-ai/flux/schnell": {"prompt": "a lighthouse at dusk", "image_size": "square"},
+        "fal-ai/esrgan": {"image_url": image_url, "scale": 2},
+        "fal-ai/kling-video/v1.6/pro/image-to-video": {"prompt": "waves", "image_url": image_url},
+    }
+    answers: dict[str, Any] = {"image_url": image_url}
+    for endpoint, arguments in calls.items():
+        output = fal_client.subscribe(endpoint, arguments, with_logs=True)
+        answers[endpoint] = {"output": output, "files": _downloaded(output)}
+    return answers
 
 
 def main() -> None:

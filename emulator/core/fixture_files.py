@@ -72,7 +72,7 @@ FIXTURE_FILE_SCHEMA: JSON = {
                             "system_prompt": _TEXT_MATCH,
                         },
                     },
-                    "output": {"type": "string"},
+                    "output": {"type": ["string", "object"]},
                     "reasoning": {"type": "string"},
                     "logs": {
                         "type": "array",
@@ -109,7 +109,7 @@ FIXTURE_FILE_SCHEMA: JSON = {
                             "type": "object",
                             "additionalProperties": False,
                             "properties": {
-                                "output": {"type": "string"},
+                                "output": {"type": ["string", "object"]},
                                 "reasoning": {"type": "string"},
                                 "error": _ERROR,
                                 "faults": {"type": "array", "items": {"type": "object"}},
@@ -176,7 +176,8 @@ class Timing:
 class Outcome:
     """One answer a fixture gives: text or an error, and the fault rules it attaches."""
 
-    output: str | None = None
+    # Text for any-llm; any JSON object as the whole output of another endpoint.
+    output: str | JSON | None = None
     reasoning: str | None = None
     error: Failure | None = None
     faults: tuple[Rule, ...] = ()

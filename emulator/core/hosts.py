@@ -19,6 +19,9 @@ FAL_HOSTS: Mapping[str, str] = {
     "rest.fal.ai": "rest",
     "rest.alpha.fal.ai": "rest",
     "v3.fal.media": "cdn",
+    # fal's website serves each endpoint's OpenAPI document (/api/openapi/queue/openapi.json); the
+    # emulator answers that path beside the queue surface's routes.
+    "fal.ai": "queue",
 }
 # Every *.fal.media name is the CDN (file URLs come from several of its hosts).
 CDN_DOMAIN = "fal.media"

@@ -25,6 +25,8 @@ class Lane:
     timers: dict[str, list[TimerHandle]] = field(default_factory=dict)
     logs_applied: dict[str, int] = field(default_factory=dict)
     answers: dict[str, Answer] = field(default_factory=dict)
+    # The CDN base URL each request's caller reached, for files made when it runs again (a retry).
+    files_urls: dict[str, str] = field(default_factory=dict)
     # Held in the queue (never picked up) or held mid-run (paused), until released.
     held: set[str] = field(default_factory=set)
     hold_on_start: set[str] = field(default_factory=set)

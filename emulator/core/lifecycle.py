@@ -43,6 +43,8 @@ def make_plan(answer: Answer, profile: Profile, model: str | None) -> Plan:
     A failing answer with text streams that text and then fails (a runner lost mid-way); a
     failing answer without text fails before the first token (the input was refused).
     """
+    if answer.planner is not None:  # an endpoint with a behaviour of its own lays out its run
+        return answer.planner(answer, profile.name)
     tokens = split_tokens(answer.text) if answer.text else ()
     timing = answer.timing
     rate = profile.tokens_per_second(model)

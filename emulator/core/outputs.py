@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from faker import Faker
 
 from emulator.core.faults import Rule
-from emulator.core.fixture_files import Fixture, Timing
-from emulator.core.models import JSON, Failure
+from emulator.core.fixture_files import Fixture, Outcome, Timing
+from emulator.core.models import JSON, Failure, Plan
 
-__all__ = ["Answer", "Outputs", "split_tokens"]
+__all__ = ["Answer", "Behaviour", "Outputs", "split_tokens"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +32,16 @@ class Answer:
     timing: Timing | None = None
     # Parsed at load; each request gets its own copies (``Rule.bound``).
     faults: tuple[Rule, ...] = ()
+    # A behaviour other than any-llm's text: the whole output object, the units it bills, and
+    # how its run is laid out in a timing profile (by the profile's name).
+    data: JSON | None = None
+    units: int | None = None
+    planner: Callable[[Answer, str], Plan] | None = None
 
     def output(self, text: str | None = None, *, partial: bool = False) -> JSON:
-        """The any-llm output object, optionally for a prefix of the text."""
+        """The any-llm output object, optionally for a prefix of the text (or a behaviour's whole output)."""
+        if self.data is not None:
+            return self.data
         body: JSON = {"output": self.text if text is None else text, "partial": partial, "error": None}
         if self.reasoning is not None:
             body["reasoning"] = self.reasoning
@@ -81,6 +89,25 @@ _TOKEN = re.compile(r"\s*\S+")
 InputCheck = Callable[[str, Mapping[str, Any]], Failure | None]
 
 
+class Behaviour(Protocol):
+    """What an endpoint other than any-llm answers: the queue asks without knowing which model it serves.
+
+    ``outcome`` is the matching fixture's (None without one); ``files_url`` is the CDN base URL
+    the caller reaches this emulator by, for the URLs of the files an answer makes.
+    """
+
+    def answer(
+        self, endpoint: str, inputs: Mapping[str, Any], outcome: Outcome | None, files_url: str | None
+    ) -> Answer: ...
+
+    def prepare(self, endpoint: str, inputs: Mapping[str, Any], files_url: str | None) -> None:
+        """Do the slow part of an answer ahead (rendering files), in a worker thread: ``answer`` finds it done."""
+
+
+def _no_behaviour(endpoint: str) -> Behaviour | None:
+    return None
+
+
 @dataclass
 class Outputs:
     """Chooses the answer for an input: the first matching fixture, else generated text."""
@@ -89,6 +116,8 @@ class Outputs:
     seed: int | None = None
     default_length: tuple[int, int] = (40, 120)
     checks: list[InputCheck] = field(default_factory=list)
+    # The behaviour of an endpoint that is not any-llm's (None: any-llm's generated text).
+    behaviour_for: Callable[[str], Behaviour | None] = _no_behaviour
 
     def __post_init__(self) -> None:
         self._faker = Faker("en_US")
@@ -102,7 +131,9 @@ class Outputs:
                 return fixture
         return None
 
-    def answer(self, endpoint: str, inputs: Mapping[str, Any], namespace: str = "") -> Answer:
+    def answer(
+        self, endpoint: str, inputs: Mapping[str, Any], namespace: str = "", *, files_url: str | None = None
+    ) -> Answer:
         """The answer for an input; a fixture with outcomes gives the next one for this namespace."""
         # Input checks first, so a refused input does not use up one of a fixture's outcomes.
         for check in self.checks:
@@ -110,28 +141,46 @@ class Outputs:
             if failure is not None:
                 return Answer("", failure=failure)
         fixture = self.find(endpoint, inputs)
+        behaviour = self.behaviour_for(endpoint)
+        if behaviour is not None:
+            if fixture is None:
+                return behaviour.answer(endpoint, inputs, None, files_url)
+            outcome = self._next_outcome(namespace, fixture)
+            found = behaviour.answer(endpoint, inputs, outcome, files_url)
+            return replace(found, logs=fixture.logs, fixture=fixture.name, timing=fixture.timing, faults=outcome.faults)
         wants_reasoning = bool(inputs.get("reasoning"))
         if fixture is None:
             return Answer(
                 text=self._generate(endpoint, inputs),
                 reasoning=self._generate(endpoint, inputs, words=24, salt="reasoning") if wants_reasoning else None,
             )
-        key = (namespace, fixture.name)
-        calls = self._calls.get(key, 0)
-        self._calls[key] = calls + 1
-        outcome = fixture.outcomes[min(calls, len(fixture.outcomes) - 1)]
+        outcome = self._next_outcome(namespace, fixture)
         reasoning = None
         if wants_reasoning and outcome.reasoning is not None:
             reasoning = _substitute(outcome.reasoning, endpoint, inputs)
         elif wants_reasoning:
             reasoning = self._generate(endpoint, inputs, words=24, salt="reasoning")
-        if outcome.output is not None:
+        if isinstance(outcome.output, dict):  # a JSON output given whole
+            text = json.dumps(outcome.output)
+        elif outcome.output is not None:
             text = _substitute(outcome.output, endpoint, inputs)
         elif outcome.error is not None:
             text = ""
         else:
             text = self._generate(endpoint, inputs)
         return Answer(text, reasoning, fixture.logs, outcome.error, fixture.name, fixture.timing, outcome.faults)
+
+    async def prepare(self, endpoint: str, inputs: Mapping[str, Any], files_url: str | None) -> None:
+        """Let an endpoint's behaviour do its slow work off the event loop before the queue asks for the answer."""
+        behaviour = self.behaviour_for(endpoint)
+        if behaviour is not None:
+            await asyncio.to_thread(behaviour.prepare, endpoint, inputs, files_url)
+
+    def _next_outcome(self, namespace: str, fixture: Fixture) -> Outcome:
+        key = (namespace, fixture.name)
+        calls = self._calls.get(key, 0)
+        self._calls[key] = calls + 1
+        return fixture.outcomes[min(calls, len(fixture.outcomes) - 1)]
 
     def reset_counts(self, namespace: str | None = None) -> None:
         """Start every fixture's outcome sequence again (for one namespace, or all)."""

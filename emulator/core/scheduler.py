@@ -53,6 +53,8 @@ class Submission:
     invalid: list[JSON] | None = None
     # How many times the queue may run it again after a runner failure (503, 504).
     retries: int = 0
+    # The CDN base URL the caller reaches this emulator by: generated files are served under it.
+    files_url: str | None = None
 
 
 class Scheduler:
@@ -162,7 +164,11 @@ class Scheduler:
         if submission.invalid:
             answer = _refused(submission.invalid)
         else:
-            answer = self.outputs.answer(submission.endpoint, submission.input, namespace)
+            answer = self.outputs.answer(
+                submission.endpoint, submission.input, namespace, files_url=submission.files_url
+            )
+            if answer.units is not None:
+                record.billable_units = answer.units
         if answer.faults:
             # A fixture's rules belong to this request alone: they live on its record and go with it.
             record.rules = [rule.bound(namespace, record.id) for rule in answer.faults]
@@ -175,6 +181,8 @@ class Scheduler:
             scoped=record.rules,
         )
         lane.answers[record.id] = _apply_lifecycle_fault(answer, fault, lane, record)
+        if submission.files_url is not None:
+            lane.files_urls[record.id] = submission.files_url
         if submission.timeout is not None:
             record.deadline = now + submission.timeout  # before the store sees it: a durable one keeps it
         self.store.add(record)
@@ -257,6 +265,7 @@ class Scheduler:
             lane.cancel_timers(record)
             lane.logs_applied.pop(record.id, None)
             lane.answers.pop(record.id, None)
+            lane.files_urls.pop(record.id, None)
             if freed:
                 self.queue.freed()
         for future in self._waiters.pop((record.namespace, record.id), ()):
@@ -490,7 +499,11 @@ class Scheduler:
             errors = self.validate(record.endpoint, record.input)
             if errors:
                 return _refused(errors)
-        answer = self.outputs.answer(record.endpoint, record.input, record.namespace)
+        answer = self.outputs.answer(
+            record.endpoint, record.input, record.namespace, files_url=lane.files_urls.get(record.id)
+        )
+        if answer.units is not None:
+            record.billable_units = answer.units
         # A fault rule that fired on an earlier attempt (times: N) may fire on this one too.
         fault = self.faults.match(
             "submit",
@@ -563,6 +576,7 @@ class Scheduler:
             lane.cancel_timers(record)
             lane.logs_applied.pop(record.id, None)
             lane.answers.pop(record.id, None)
+            lane.files_urls.pop(record.id, None)
             lane.held.discard(record.id)
             lane.hold_on_start.discard(record.id)
         record.state = State.COMPLETED

@@ -26,7 +26,6 @@ from emulator.core.events import Hub
 from emulator.core.faults import HTTP_KINDS, Fault, Faults, Rule
 from emulator.core.fixture_files import load_fixtures
 from emulator.core.ids import IdFactory
-from emulator.core.images import ImageUrlCheck
 from emulator.core.journal import Journal
 from emulator.core.lifecycle import PROFILES
 from emulator.core.models import JSON, Failure, Priority, RequestRecord, State
@@ -37,6 +36,9 @@ from emulator.core.spec import Operation, Spec
 from emulator.core.storage import Storage
 from emulator.core.streams import dropped_after, output_events, status_events
 from emulator.core.wire import status_body
+from emulator.endpoints.behaviour import GeneratedOutputs, InputFiles
+from emulator.endpoints.documents import EndpointDocument, load_documents
+from emulator.endpoints.registry import Endpoint, EndpointRegistry
 from emulator.store import Backend, Store, StoreError, open_store
 from emulator.webhooks import Webhooks
 from emulator.webhooks.model import parse_mode, refuse_control_target
@@ -49,7 +51,9 @@ WEBHOOK_MODE_HEADER = "x-emulator-webhook-mode"
 class Call:
     """One queue or run call, parsed: what it addresses and what it carries."""
 
-    __slots__ = ("action", "base_url", "body", "endpoint", "headers", "namespace", "query", "request_id")
+    __slots__ = (
+        "action", "base_url", "body", "endpoint", "files_url", "headers", "namespace", "query", "request_id",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -62,7 +66,9 @@ class Call:
         body: bytes = b"",
         query: Mapping[str, str] = _EMPTY,
         headers: Mapping[str, str] = _EMPTY,
+        files_url: str | None = None,  # the CDN base URL the client reaches, for generated files
     ) -> None:
+        self.files_url = files_url
         self.action = action
         self.namespace = namespace
         self.endpoint = endpoint
@@ -108,6 +114,7 @@ class Emulator:
     webhooks: Webhooks
     files: Storage
     events: Hub
+    endpoints: EndpointRegistry = field(default_factory=EndpointRegistry)
 
     @classmethod
     def build(
@@ -119,7 +126,10 @@ class Emulator:
         spec: Spec | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> Emulator:
-        """Wire the core from settings; every piece can be injected instead. Raises on bad fixtures."""
+        """Wire the core from settings; every piece can be injected instead.
+
+        Raises on bad fixtures, and ``DocumentError`` on an endpoint document that is not fal's shape.
+        """
         if clock is None:
             clock = ManualClock() if settings.clock == "manual" else SystemClock()
         if store is None:
@@ -133,8 +143,17 @@ class Emulator:
         spec = spec or load_spec(settings.spec_path, any_model=settings.any_model)
         # Uploaded files (the storage surfaces) live in the data directory; nothing is written until an upload.
         files = Storage(settings.data_dir / "storage", clock=clock, max_bytes=settings.max_upload_bytes)
+        endpoints = EndpointRegistry()
+        for document in load_documents(settings.endpoints):
+            spec.add_endpoint(document.endpoint_id, endpoints.add(document).validator.operation)
+        generated = GeneratedOutputs(
+            endpoints, files, seed=settings.seed, default_files_url=f"http://{settings.host}:{settings.port}/cdn"
+        )
         outputs = Outputs(
-            load_fixtures(settings.fixture_paths()), seed=settings.seed, checks=[ImageUrlCheck(files, [settings.host])]
+            load_fixtures(settings.fixture_paths()),
+            seed=settings.seed,
+            checks=[InputFiles(endpoints, files, [settings.host], settings.file_inputs)],
+            behaviour_for=generated.behaviour_for,
         )
         faults = Faults(settings.seed)
         shared = backend.shared
@@ -167,11 +186,19 @@ class Emulator:
         scheduler.on_retry.append(functools.partial(_journal_retry, journal, clock))
         events = Hub()
         scheduler.on_change.append(events.publish)
-        return cls(settings, spec, clock, backend, outputs, scheduler, faults, journal, webhooks, files, events)
+        return cls(
+            settings, spec, clock, backend, outputs, scheduler, faults, journal, webhooks, files, events, endpoints
+        )
 
     @property
     def store(self) -> Store:
         return self.backend.records
+
+    def load_endpoint(self, document: EndpointDocument) -> Endpoint:
+        """Add (or replace) an endpoint from its document; its queue and run surfaces answer at once."""
+        endpoint = self.endpoints.add(document)
+        self.spec.add_endpoint(document.endpoint_id, endpoint.validator.operation)
+        return endpoint
 
     # -- the life of the process -------------------------------------------------------------
 
@@ -224,6 +251,8 @@ class Emulator:
         webhook = params.get("fal_webhook")
         refuse_control_target(webhook if isinstance(webhook, str) else None)
         mode = call.headers.get(WEBHOOK_MODE_HEADER)
+        if not invalid:  # renders, if the endpoint makes files, happen in a worker thread
+            await self.outputs.prepare(call.endpoint, body, call.files_url)
         record = scheduler.submit(
             namespace,
             Submission(
@@ -235,6 +264,7 @@ class Emulator:
                 webhook_mode=None if mode is None else parse_mode(mode.strip(), ["header", WEBHOOK_MODE_HEADER]).value,
                 invalid=invalid or None,
                 retries=0 if _no_retry(call.headers) else self.settings.queue_retries,
+                files_url=call.files_url,
             ),
         )
         # Accepted means kept: a durable or shared store has the request before the client hears so.
@@ -303,6 +333,7 @@ class Emulator:
         if invalid:
             raise validation_problem(invalid)
         self._check_concurrency(call.namespace)
+        await self.outputs.prepare(call.endpoint, body, call.files_url)
         scheduler = self.scheduler
         record = scheduler.submit(
             call.namespace,
@@ -312,6 +343,7 @@ class Emulator:
                 priority=_priority(params),
                 timeout=_timeout(params),
                 action=call.action,
+                files_url=call.files_url,
             ),
         )
         if fault is None and record.rules:

@@ -8,6 +8,7 @@ way fal's FastAPI apps report them (``{"detail": [{"loc", "msg", "type", ...}]}`
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import re
@@ -374,6 +375,8 @@ def _passes(check: Callable[[Any], bool] | None, data: Any) -> bool:
 
 
 _NAMESPACES = frozenset({"workflows", "comfy"})
+# The actions that carry an endpoint's input (the others address one request, whatever its endpoint).
+_BODY_ACTIONS = ("submit", "run", "run_stream")
 
 
 def app_id_of(endpoint: str) -> str:
@@ -435,6 +438,22 @@ class Spec:
             body_validator=jsonschema.Draft7Validator(body_schema) if body_schema else None,
             body_is_valid=_fast_check(body_schema) if body_schema else None,
         )
+
+    def add_endpoint(self, endpoint: str, body: Operation) -> None:
+        """Route an endpoint loaded from its own document: submit, run and run_stream take ``body``'s
+        input check and the queue parameters (``fal_webhook``, priority, timeout) every endpoint shares.
+
+        Adding an id again replaces its operations; the lookups stay one dict access each.
+        """
+        for action in _BODY_ACTIONS:
+            template = next((op for (a, e), op in self._operations.items() if a == action and e), None)
+            parameters = [] if template is None else template.parameters
+            path = "/" + endpoint + ("/stream" if action == "run_stream" else "")
+            self._operations[(action, endpoint)] = dataclasses.replace(
+                body, action=action, path=path, endpoint=endpoint, parameters=parameters
+            )
+        self.endpoints = self.endpoints | {endpoint}
+        self.app_ids = self.app_ids | {app_id_of(endpoint)}
 
     def operation(self, action: str, endpoint: str | None = None) -> Operation | None:
         """The operation for an action (``submit``, ``status``, ...), per endpoint where it has one."""

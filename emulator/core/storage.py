@@ -237,6 +237,15 @@ class Storage:
         meta.write_text(json.dumps(info))
         return StoredFile(key, self._blob(key), content_type, size, file_name, urls)
 
+    def put(self, key: str, data: bytes, content_type: str, file_name: str | None, url: str) -> StoredFile:
+        """Keep a file the emulator made itself under ``key``; a key already kept is not written again."""
+        stored = self.get(key)
+        if stored is not None:
+            return stored
+        writer = self.writer(key)
+        writer.write(data)
+        return self.commit(key, writer, content_type, file_name, url)
+
     # -- reading -------------------------------------------------------------------------
 
     def get(self, key: str) -> StoredFile | None:

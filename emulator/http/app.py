@@ -24,7 +24,7 @@ from emulator.http.errors import http_error, server_error
 from emulator.http.front import ALL_METHODS as _ALL_METHODS
 from emulator.http.front import QueueFront, front_door
 from emulator.http.journal import JournalMiddleware
-from emulator.http.routes import cdn, control, queue, realtime, rest, run, ui, webhooks
+from emulator.http.routes import cdn, control, documents, queue, realtime, rest, run, ui, webhooks
 from emulator.store import Store
 
 ALL_METHODS = list(_ALL_METHODS)
@@ -33,11 +33,6 @@ ALL_METHODS = list(_ALL_METHODS)
 async def openapi_yaml(request: Request) -> Response:
     emulator: Emulator = request.app.state.emulator
     return Response(emulator.spec.source_text, media_type="application/yaml")
-
-
-async def openapi_json(request: Request) -> Response:
-    emulator: Emulator = request.app.state.emulator
-    return Response(emulator.spec.json_text, media_type="application/json")
 
 
 class EmulatorApp(Starlette):
@@ -75,8 +70,8 @@ def create_app(
         # Ahead of the mounts, which would otherwise take a WebSocket and refuse it without a reason.
         WebSocketRoute("/{path:path}", realtime.refuse),
         Route("/openapi.yaml", openapi_yaml, methods=["GET"]),
-        Route("/openapi.json", openapi_json, methods=["GET"]),
-        Mount("/_emulator", routes=[*control.routes, *webhooks.control_routes, *ui.routes]),
+        *documents.routes,
+        Mount("/_emulator", routes=[*control.routes, *documents.control_routes, *webhooks.control_routes, *ui.routes]),
         *webhooks.rest_routes,
         Mount("/run", routes=[Route("/{path:path}", run.handle, methods=ALL_METHODS)]),
         # Storage, for the official clients' uploads: rest.fal.ai under /rest, v3.fal.media under /cdn.

@@ -22,7 +22,7 @@ from emulator.http.routes import proxy, queue
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _METHODS = frozenset(ALL_METHODS)
 # First path segments the router sends elsewhere than the queue surface's catch-all route.
-_OTHER_ROUTES = frozenset({"_emulator", "run", "rest", "cdn", "openapi.yaml", "openapi.json", ".well-known"})
+_OTHER_ROUTES = frozenset({"_emulator", "run", "rest", "cdn", "openapi.yaml", "openapi.json", ".well-known", "api"})
 _HOSTS_KEPT = 256
 
 

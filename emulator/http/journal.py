@@ -11,6 +11,9 @@ from emulator.core.auth import ANONYMOUS, AuthError, namespace_for
 from emulator.core.service import Emulator
 from emulator.core.tokens import Tokens
 
+# The control API and the documents describing the API are not calls to the emulated API.
+_NOT_JOURNALED = ("/_emulator", "/openapi.", "/api/openapi/")
+
 
 class JournalMiddleware:
     """Records method, path, masked headers, body, status and timing of each call.
@@ -26,7 +29,7 @@ class JournalMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         journal = self.emulator.journal
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not journal.enabled or path.startswith(("/_emulator", "/openapi.")):
+        if scope["type"] != "http" or not journal.enabled or path.startswith(_NOT_JOURNALED):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from emulator.config import OPTIONS, Option, Settings, SettingsError, options_table
 from emulator.core.fixture_files import FixtureError
+from emulator.endpoints.documents import DocumentError
 from emulator.store import StoreError
 
 PROG = "any-llm-emulator"
@@ -116,7 +117,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return env(settings)
         if args.command == "serve":
             serve(settings)
-    except (SettingsError, FixtureError, StoreError) as exc:
+    except (SettingsError, FixtureError, StoreError, DocumentError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

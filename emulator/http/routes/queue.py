@@ -20,6 +20,7 @@ from emulator.http.common import (
     read_body,
     render,
 )
+from emulator.http.hosts import urls_of
 
 _REQUEST_ACTIONS = {
     (): ("result", "GET"),
@@ -87,6 +88,7 @@ async def handle(request: Request) -> Response:
         )
         if target.action == "submit":
             call.body = await read_body(request, emulator.settings.max_body_bytes)
+            call.files_url = urls_of(request).cdn
         return render(await emulator.call(call))
     except Problem as problem:
         return problem_response(problem)

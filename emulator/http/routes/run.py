@@ -17,6 +17,7 @@ from emulator.http.common import (
     read_body,
     render,
 )
+from emulator.http.hosts import urls_of
 
 
 async def handle(request: Request) -> Response:
@@ -37,6 +38,7 @@ async def handle(request: Request) -> Response:
             query=query_of(request),
             headers=headers_of(request),
             body=await read_body(request, emulator.settings.max_body_bytes),
+            files_url=urls_of(request).cdn,
         )
         return render(await emulator.call(call))
     except Problem as problem:
