@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -15,6 +16,7 @@ from faker import Faker
 from emulator.core.faults import Rule
 from emulator.core.fixture_files import Fixture, Timing
 from emulator.core.models import JSON, Failure
+from emulator.core.usage import usage
 
 __all__ = ["Answer", "Outputs", "split_tokens"]
 
@@ -31,13 +33,29 @@ class Answer:
     timing: Timing | None = None
     # Parsed at load; each request gets its own copies (``Rule.bound``).
     faults: tuple[Rule, ...] = ()
+    # Token counts and cost, on the endpoints whose output reports them (openrouter/router).
+    usage: JSON | None = None
 
     def output(self, text: str | None = None, *, partial: bool = False) -> JSON:
         """The any-llm output object, optionally for a prefix of the text."""
         body: JSON = {"output": self.text if text is None else text, "partial": partial, "error": None}
         if self.reasoning is not None:
             body["reasoning"] = self.reasoning
+        if self.usage is not None and text is None:
+            body["usage"] = self.usage
         return body
+
+
+# Endpoints whose output carries ``usage`` (the openrouter/router family; any-llm's does not).
+USAGE_PREFIX = "openrouter/router"
+
+
+def _with_usage(answer: Answer, endpoint: str, inputs: Mapping[str, Any]) -> Answer:
+    if answer.failure is not None or not (endpoint == USAGE_PREFIX or endpoint.startswith(USAGE_PREFIX + "/")):
+        return answer
+    prompt = "\n".join(str(inputs[name]) for name in ("system_prompt", "prompt") if isinstance(inputs.get(name), str))
+    completion = answer.text + (answer.reasoning or "")
+    return dataclasses.replace(answer, usage=usage(inputs.get("model"), prompt, completion))
 
 
 _FIELD = re.compile(r"\{(prompt|system_prompt|model|endpoint)\}")
@@ -104,6 +122,9 @@ class Outputs:
 
     def answer(self, endpoint: str, inputs: Mapping[str, Any], namespace: str = "") -> Answer:
         """The answer for an input; a fixture with outcomes gives the next one for this namespace."""
+        return _with_usage(self._choose(endpoint, inputs, namespace), endpoint, inputs)
+
+    def _choose(self, endpoint: str, inputs: Mapping[str, Any], namespace: str) -> Answer:
         # Input checks first, so a refused input does not use up one of a fixture's outcomes.
         for check in self.checks:
             failure = check(endpoint, inputs)
