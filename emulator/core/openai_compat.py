@@ -117,7 +117,9 @@ def _text_of(content: Any, loc: list[str | int], errors: list[JSON], images: lis
     if content is None or isinstance(content, str):
         return content or ""
     if not isinstance(content, list):
-        errors.append(_invalid(loc, "Input should be a valid string or a list of content parts", "string_type", content))
+        errors.append(
+            _invalid(loc, "Input should be a valid string or a list of content parts", "string_type", content)
+        )
         return ""
     texts = []
     for index, part in enumerate(content):
@@ -223,16 +225,17 @@ def parse_chat(data: JSON) -> ChatRequest:
         kind = response_format.get("type") if isinstance(response_format, dict) else None
         if kind not in ("text", "json_object", "json_schema"):
             errors.append(
-                _invalid(
-                    ["response_format", "type"], "Should be 'text', 'json_object' or 'json_schema'", "enum", kind
-                )
+                _invalid(["response_format", "type"], "Should be 'text', 'json_object' or 'json_schema'", "enum", kind)
             )
         elif kind == "json_schema":
             described = response_format.get("json_schema")
             if not isinstance(described, dict) or not isinstance(described.get("schema", {}), dict):
                 errors.append(
                     _invalid(
-                        ["response_format", "json_schema"], "Should be an object with a 'schema'", "dict_type", described
+                        ["response_format", "json_schema"],
+                        "Should be an object with a 'schema'",
+                        "dict_type",
+                        described,
                     )
                 )
     tools = data.get("tools") or []
@@ -324,7 +327,9 @@ def _instance(schema: Any, root: JSON, rng: random.Random, depth: int) -> Any:
         return [_instance(schema.get("items", {}), root, rng, depth + 1) for _ in range(count)]
     if kind in ("integer", "number"):
         low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
-        high = schema.get("maximum", schema.get("exclusiveMaximum", (low if isinstance(low, (int, float)) else 0) + 100))
+        high = schema.get(
+            "maximum", schema.get("exclusiveMaximum", (low if isinstance(low, (int, float)) else 0) + 100)
+        )
         low = low if isinstance(low, (int, float)) else 0
         high = high if isinstance(high, (int, float)) and high >= low else low + 100
         if kind == "integer":
@@ -425,7 +430,9 @@ class OpenAISurface:
         if instructions is not None and not isinstance(instructions, str):
             errors.append(_invalid(["instructions"], "Input should be a valid string", "string_type", instructions))
         if data.get("stream"):
-            errors.append(_invalid(["stream"], "This emulator answers /responses without streaming", "value_error", True))
+            errors.append(
+                _invalid(["stream"], "This emulator answers /responses without streaming", "value_error", True)
+            )
         max_tokens = _positive_int(data, "max_output_tokens", errors)
         if errors:
             raise Problem(422, {"detail": errors})
@@ -480,7 +487,7 @@ class OpenAISurface:
             "tools": [],
             "metadata": {},
         }
-        return Reply(200, body, {"x-request-id": body["id"]}, fault=fault)
+        return Reply(200, body, {"x-request-id": "resp_" + ident}, fault=fault)
 
     async def embeddings(self, namespace: str, raw: bytes) -> Reply:
         """``POST /embeddings``: one deterministic unit vector per input, as floats or base64."""
@@ -490,13 +497,19 @@ class OpenAISurface:
         model = _model(data, errors)
         given = data.get("input")
         inputs: list[Any] = given if isinstance(given, list) and given and not _is_token_list(given) else [given]
-        if not all(isinstance(item, str) and item or _is_token_list(item) for item in inputs):
-            errors.append(_invalid(["input"], "Should be a non-empty string, a list of them, or token ids", "missing", given))
+        if not all((isinstance(item, str) and item) or _is_token_list(item) for item in inputs):
+            errors.append(
+                _invalid(["input"], "Should be a non-empty string, a list of them, or token ids", "missing", given)
+            )
         elif len(inputs) > MAX_EMBEDDING_INPUTS:
-            errors.append(_invalid(["input"], f"At most {MAX_EMBEDDING_INPUTS} inputs per call", "too_long", len(inputs)))
+            errors.append(
+                _invalid(["input"], f"At most {MAX_EMBEDDING_INPUTS} inputs per call", "too_long", len(inputs))
+            )
         dimensions = _positive_int(data, "dimensions", errors) or EMBEDDING_DIMENSIONS
         if dimensions > MAX_EMBEDDING_DIMENSIONS:
-            errors.append(_invalid(["dimensions"], f"At most {MAX_EMBEDDING_DIMENSIONS}", "less_than_equal", dimensions))
+            errors.append(
+                _invalid(["dimensions"], f"At most {MAX_EMBEDDING_DIMENSIONS}", "less_than_equal", dimensions)
+            )
         encoding = data.get("encoding_format", "float")
         if encoding not in ("float", "base64"):
             errors.append(_invalid(["encoding_format"], "Should be 'float' or 'base64'", "enum", encoding))
@@ -664,7 +677,9 @@ def _tool_calls(request: ChatRequest, fixture_json: JSON | None, seed: str) -> l
 
 
 def _is_token_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(i, int) and not isinstance(i, bool) for i in value)
+    return (
+        isinstance(value, list) and bool(value) and all(isinstance(i, int) and not isinstance(i, bool) for i in value)
+    )
 
 
 def embedding(model: str, text: str, dimensions: int) -> list[float]:
