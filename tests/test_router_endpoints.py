@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import httpx
@@ -60,7 +61,7 @@ async def test_the_stream_is_cumulative_and_the_last_event_has_usage(
     response = await drive(clock, client.post("/run/openrouter/router/stream", json=body))
     events = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
     outputs = [event["output"] for event in events]
-    assert all(later.startswith(earlier) for earlier, later in zip(outputs, outputs[1:], strict=False))
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(outputs))
     assert [event["partial"] for event in events] == [True] * (len(events) - 1) + [False]
     assert "usage" not in events[0] and events[-1]["usage"]["completion_tokens"] == count_tokens(outputs[-1])
 
