@@ -50,7 +50,7 @@ class OpenAISurface:
     async def chat_completions(self, namespace: str, raw: bytes) -> Reply:
         """``POST /chat/completions``: a ``chat.completion``, or ``chat.completion.chunk`` events."""
         fault = await self._fault(namespace, CHAT)
-        request = parse_chat(json_body(raw))
+        request = parse_chat(self._checked(CHAT, raw))
         answer = self._answer(namespace, CHAT, request)
         content, tool_calls = self._content(request, answer)
         emulator = self.emulator
@@ -83,7 +83,7 @@ class OpenAISurface:
     async def responses(self, namespace: str, raw: bytes) -> Reply:
         """``POST /responses``: the answer as a ``response`` with ``output_text``."""
         fault = await self._fault(namespace, RESPONSES)
-        data = json_body(raw)
+        data = self._checked(RESPONSES, raw)
         errors: list[JSON] = []
         model = model_of(data, errors)
         given = data.get("input")
@@ -163,7 +163,7 @@ class OpenAISurface:
     async def embeddings(self, namespace: str, raw: bytes) -> Reply:
         """``POST /embeddings``: one deterministic unit vector per input, as floats or base64."""
         fault = await self._fault(namespace, EMBEDDINGS)
-        data = json_body(raw)
+        data = self._checked(EMBEDDINGS, raw)
         errors: list[JSON] = []
         model = model_of(data, errors)
         given = data.get("input")
@@ -181,7 +181,7 @@ class OpenAISurface:
             errors.append(
                 invalid_item(["dimensions"], f"At most {MAX_EMBEDDING_DIMENSIONS}", "less_than_equal", dimensions)
             )
-        encoding = data.get("encoding_format", "float")
+        encoding = data.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
             errors.append(invalid_item(["encoding_format"], "Should be 'float' or 'base64'", "enum", encoding))
         if errors:
@@ -205,6 +205,19 @@ class OpenAISurface:
         return Reply(200, body, {}, fault=fault)
 
     # -- shared ---------------------------------------------------------------------------------
+
+    def _checked(self, endpoint: str, raw: bytes) -> JSON:
+        """The body, checked against its operation in openapi.yaml (fal's 422 for what breaks it).
+
+        A document without these operations leaves only the surface's own checks.
+        """
+        operation = self.emulator.spec.operation(OPENAI_ACTION, endpoint)
+        if operation is None:
+            return json_body(raw)
+        body, errors = operation.validate_body(raw)
+        if errors:
+            raise Problem(422, {"detail": errors})
+        return body
 
     def _answer(self, namespace: str, endpoint: str, request: ChatRequest) -> Answer:
         answer = self.emulator.outputs.answer(endpoint, request.inputs(), namespace)
