@@ -32,6 +32,11 @@ fixtures:
   - name: weather-tool
     match: {prompt: {contains: weather}}
     output: '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Lisbon"}}]}'
+  - name: overloaded
+    match: {prompt: {contains: "[overloaded]"}}
+    output: "never seen"
+    faults:
+      - {kind: http_error, status: 503, detail: Provider overloaded, actions: [openai]}
 """
 
 
@@ -246,6 +251,15 @@ async def test_an_injected_500_reaches_the_caller_in_openai_shape(http: httpx.As
     answer = await http.post(f"{BASE}/chat/completions", json=body, headers=AUTH)
     assert answer.status_code == 500
     assert answer.json()["error"]["type"] == "server_error"
+
+
+async def test_a_fixtures_fault_rule_applies_to_its_chat_call(llm: openai.AsyncOpenAI) -> None:
+    """A fault rule attached to the matching fixture fails the call, in OpenAI's shape."""
+    failing = llm.with_options(max_retries=0)
+    with pytest.raises(openai.InternalServerError) as caught:
+        await failing.chat.completions.create(model="a/b", messages=[{"role": "user", "content": "[overloaded]"}])
+    assert caught.value.status_code == 503
+    assert caught.value.message.endswith("Provider overloaded")  # the SDK read error.message
 
 
 async def test_a_call_without_a_key_is_refused(http: httpx.AsyncClient) -> None:

@@ -11,7 +11,7 @@ import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
-from emulator.core.faults import HTTP_KINDS, Fault
+from emulator.core.faults import HTTP_KINDS, Fault, Rule
 from emulator.core.lifecycle import make_plan
 from emulator.core.models import JSON
 from emulator.core.openai_compat.requests import (
@@ -40,6 +40,10 @@ from emulator.core.usage import count_tokens, usage
 
 __all__ = ["OpenAISurface", "embedding"]
 
+# The request id a fixture's rules are bound to: a call here is answered at once, so its
+# rules live only as long as the call.
+_THIS_CALL = "openai-call"
+
 
 class OpenAISurface:
     """The three calls fal answers under ``openrouter/router/openai/v1``, over one emulator's core."""
@@ -52,6 +56,8 @@ class OpenAISurface:
         fault = await self._fault(namespace, CHAT)
         request = parse_chat(self._checked(CHAT, raw))
         answer = self._answer(namespace, CHAT, request)
+        if fault is None and answer.faults:
+            fault = await self._fault(namespace, CHAT, answer.faults)
         content, tool_calls = self._content(request, answer)
         emulator = self.emulator
         completion_id = "chatcmpl-" + emulator.scheduler.ids.new()
@@ -122,6 +128,8 @@ class OpenAISurface:
                     item["loc"] = ["body", "input", *loc[2:]]
             raise
         answer = self._answer(namespace, RESPONSES, request)
+        if fault is None and answer.faults:
+            fault = await self._fault(namespace, RESPONSES, answer.faults)
         await self._pace(answer, model, len(split_tokens(answer.text)))
         emulator = self.emulator
         ident = emulator.scheduler.ids.new()
@@ -296,11 +304,26 @@ class OpenAISurface:
             yield b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
 
-    async def _fault(self, namespace: str, endpoint: str) -> Fault | None:
+    async def _fault(self, namespace: str, endpoint: str, attached: tuple[Rule, ...] = ()) -> Fault | None:
         """The fault rule for this call: latency waits, an HTTP error is raised in OpenAI's shape,
-        body and connection faults are returned for the reply to carry."""
+        body and connection faults are returned for the reply to carry.
+
+        ``attached`` are the rules of the fixture that answered: copies for this one call.
+        """
         emulator = self.emulator
-        fault = emulator.faults.match(OPENAI_ACTION, namespace, endpoint=endpoint, kinds=HTTP_KINDS)
+        if attached:
+            scoped = [rule.bound(namespace, _THIS_CALL) for rule in attached]
+            fault = emulator.faults.match(
+                OPENAI_ACTION,
+                namespace,
+                endpoint=endpoint,
+                request_id=_THIS_CALL,
+                kinds=HTTP_KINDS,
+                scoped=scoped,
+                scoped_only=True,
+            )
+        else:
+            fault = emulator.faults.match(OPENAI_ACTION, namespace, endpoint=endpoint, kinds=HTTP_KINDS)
         if fault is None:
             return None
         if fault.kind == "latency":
