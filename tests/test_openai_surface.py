@@ -315,6 +315,15 @@ def test_schema_instances_fill_refs_enums_and_bounds() -> None:
     assert value == instance_from_schema(schema, "seed")
 
 
+def test_schema_instances_stay_bounded_whatever_the_schema_asks() -> None:
+    """Huge minItems, minLength and nesting give a bounded value instead of exhausting memory."""
+    nested: dict[str, Any] = {"type": "string", "minLength": 10**9}
+    for _ in range(6):
+        nested = {"type": "array", "items": nested, "minItems": 10**9}
+    value = instance_from_schema(nested, "seed")
+    assert len(json.dumps(value)) < 10_000_000
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("openai-socket")

@@ -13,6 +13,20 @@ __all__ = ["instance_from_schema"]
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
 _MAX_SCHEMA_DEPTH = 12
+# Bounds on what one schema can make the generator write: a caller's schema may ask for a
+# billion items or characters, and nested arrays multiply; past these the value stops growing.
+_MAX_VALUES = 2_000
+_MAX_ITEMS = 64
+_MAX_STRING = 4096
+
+
+class _Budget:
+    """How many more values the generator may write for one schema."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
 
 
 def instance_from_schema(schema: Any, seed: str) -> Any:
@@ -23,7 +37,7 @@ def instance_from_schema(schema: Any, seed: str) -> Any:
     """
     rng = random.Random(hashlib.sha256(seed.encode()).digest())
     root = schema if isinstance(schema, dict) else {}
-    return _instance(root, root, rng, 0)
+    return _instance(root, root, rng, 0, _Budget(_MAX_VALUES))
 
 
 def _resolve(schema: JSON, root: JSON) -> JSON:
@@ -37,9 +51,10 @@ def _resolve(schema: JSON, root: JSON) -> JSON:
     return schema
 
 
-def _instance(schema: Any, root: JSON, rng: random.Random, depth: int) -> Any:
-    if not isinstance(schema, dict) or depth > _MAX_SCHEMA_DEPTH:
+def _instance(schema: Any, root: JSON, rng: random.Random, depth: int, budget: _Budget) -> Any:
+    if not isinstance(schema, dict) or depth > _MAX_SCHEMA_DEPTH or budget.left <= 0:
         return None
+    budget.left -= 1
     schema = _resolve(schema, root)
     if "const" in schema:
         return schema["const"]
@@ -49,7 +64,7 @@ def _instance(schema: Any, root: JSON, rng: random.Random, depth: int) -> Any:
         branches = schema.get(combinator)
         if isinstance(branches, list) and branches:
             non_null = [b for b in branches if not (isinstance(b, dict) and b.get("type") == "null")]
-            return _instance((non_null or branches)[0], root, rng, depth + 1)
+            return _instance((non_null or branches)[0], root, rng, depth + 1, budget)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
@@ -59,14 +74,14 @@ def _instance(schema: Any, root: JSON, rng: random.Random, depth: int) -> Any:
         properties = schema.get("properties")
         if not isinstance(properties, dict):
             return {}
-        return {name: _instance(sub, root, rng, depth + 1) for name, sub in properties.items()}
+        return {name: _instance(sub, root, rng, depth + 1, budget) for name, sub in properties.items()}
     if kind == "array":
         low = schema.get("minItems", 1)
-        count = max(low if isinstance(low, int) else 1, 1)
+        count = min(max(low if isinstance(low, int) else 1, 1), _MAX_ITEMS)
         high = schema.get("maxItems")
         if isinstance(high, int):
             count = min(count, high)
-        return [_instance(schema.get("items", {}), root, rng, depth + 1) for _ in range(count)]
+        return [_instance(schema.get("items", {}), root, rng, depth + 1, budget) for _ in range(count)]
     if kind in ("integer", "number"):
         low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
         high = schema.get(
@@ -104,7 +119,7 @@ def _string(schema: JSON, rng: random.Random) -> str:
     text = " ".join(rng.choice(_WORDS) for _ in range(3))
     low = schema.get("minLength")
     if isinstance(low, int) and len(text) < low:
-        text = (text + " ") * (low // len(text) + 1)
+        text = (text + " ") * (min(low, _MAX_STRING) // len(text) + 1)
     high = schema.get("maxLength")
     if isinstance(high, int):
         text = text[:high]
