@@ -37,9 +37,9 @@ EMBEDDINGS = f"{BASE_PATH}/embeddings"
 OPENAI_ACTION = "openai"
 # Embeddings are unit vectors of this many floats unless the request asks for ``dimensions``.
 EMBEDDING_DIMENSIONS = 1536
-MAX_EMBEDDING_DIMENSIONS = 8192
-# More inputs than this in one embeddings call is refused (the vectors would be megabytes).
-MAX_EMBEDDING_INPUTS = 2048
+# Bounds of one embeddings call: at most 256 inputs of 4096 floats, about 20 MB of JSON back.
+MAX_EMBEDDING_DIMENSIONS = 4096
+MAX_EMBEDDING_INPUTS = 256
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _ERROR_TYPES = {
