@@ -42,6 +42,12 @@ POST_LUA = f"""wrk.method = "POST"
 wrk.body = '{BODY}'
 wrk.headers["Content-Type"] = "application/json"
 """
+# A non-streaming chat completion on the OpenAI-compatible surface (answered within the call).
+CHAT_PATH = "/run/openrouter/router/openai/v1/chat/completions"
+CHAT_LUA = """wrk.method = "POST"
+wrk.body = '{"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "Benchmark prompt"}]}'
+wrk.headers["Content-Type"] = "application/json"
+"""
 # A full lifecycle per connection: submit, then fetch the result until it is there. wrk's
 # request()/response() run per thread, so each thread keeps its own queue of ids to fetch;
 # done() adds up the completed lifecycles of every thread (printed as "lifecycles: N").
@@ -265,6 +271,8 @@ def throughput(args: argparse.Namespace, wrk: str, tmp: str) -> list[Result]:
     post.write_text(POST_LUA)
     lifecycle = Path(tmp, "lifecycle.lua")
     lifecycle.write_text(LIFECYCLE_LUA)
+    chat = Path(tmp, "chat.lua")
+    chat.write_text(CHAT_LUA)
     results: list[Result] = []
     # The ceiling is a bare route on stock uvicorn (issue 6's yardstick); the same route on the
     # emulator's one-write protocol shows how much of the emulator's speed comes from the server.
@@ -283,6 +291,7 @@ def throughput(args: argparse.Namespace, wrk: str, tmp: str) -> list[Result]:
                 ("status", f"{base}/requests/{request_id}/status", None),
                 ("result", f"{base}/requests/{request_id}", None),
                 ("image result", f"http://{HOST}:{port}{IMAGE_ENDPOINT}/requests/{image_id}", None),
+                ("chat", f"http://{HOST}:{port}{CHAT_PATH}", str(chat)),
                 ("lifecycle", base, str(lifecycle)),
                 ("submit", base, str(post)),
             ):

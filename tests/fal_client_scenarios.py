@@ -184,6 +184,15 @@ def upload(repository: str = "fal_v3") -> Any:
 
 
 @scenario
+def router_vision_upload(prompt: str, model: str) -> Any:
+    """An image uploaded through the client, read by openrouter/router/vision."""
+    point_fal_client()
+    url = fal_client.upload(PNG, "image/png", "dot.png")
+    arguments = {"prompt": prompt, "model": model, "image_urls": [url]}
+    return catching(lambda: fal_client.subscribe("openrouter/router/vision", arguments))
+
+
+@scenario
 def upload_multipart() -> Any:
     point_fal_client()
     # Just over the client's threshold: it uploads ten parts at once, then completes.

@@ -29,10 +29,20 @@ schema.config.generation.update(max_examples=40, allow_extra_parameters=False)
 # Vision checks that its images load when the request runs, as fal's apps do; /run runs it
 # within the call, so a schema-valid request whose URLs do not load (any a generator
 # invents) answers 422 there. Every other check still holds the 422 to the document.
-RUNS_IMAGES = {"POST /run/fal-ai/any-llm/vision", "POST /run/fal-ai/any-llm/vision/stream"}
+RUNS_IMAGES = {
+    "POST /run/fal-ai/any-llm/vision",
+    "POST /run/fal-ai/any-llm/vision/stream",
+    "POST /run/openrouter/router/vision",
+    "POST /run/openrouter/router/vision/stream",
+}
 # fal's queue does not know an app's schema: a queued body that breaks it is accepted (200) and the
 # request fails with the app's 422 when it runs, so a queued submit does not reject negative data.
-QUEUED = {"POST /fal-ai/any-llm", "POST /fal-ai/any-llm/vision", "POST /fal-ai/any-llm/enterprise"}
+QUEUED = {
+    "POST /fal-ai/any-llm",
+    "POST /fal-ai/any-llm/vision",
+    "POST /fal-ai/any-llm/enterprise",
+    *(f"POST /openrouter/router{suffix}" for suffix in ("", "/vision", "/enterprise", "/audio", "/video")),
+}
 
 
 @schema.parametrize()

@@ -49,6 +49,8 @@ def test_env_asks_the_running_server_for_its_ports_and_ca(tmp_path: Path, capsys
         "FAL_RUN_HOST": f"127.0.0.1:{tls_port}/run",
         "FAL_QUEUE_RUN_HOST": f"127.0.0.1:{tls_port}",
         "SSL_CERT_FILE": str(tmp_path / "tls" / "ca-bundle.pem"),
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/run/openrouter/router/openai/v1",
+        "OPENAI_API_KEY": "local:secret",
     }
     assert Path(exports["SSL_CERT_FILE"]).is_file()
     assert f'proxyUrl: {{"url": "http://127.0.0.1:{port}/api/fal/proxy"' in out
@@ -64,10 +66,14 @@ def test_env_reads_the_port_from_the_environment(tmp_path: Path, capsys: pytest.
 
 
 def test_env_without_tls_says_the_python_client_needs_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """For a server without TLS only FAL_KEY is exported, and a comment says why."""
+    """For a server without TLS only the keys and the OpenAI base URL are exported, and a comment says why."""
     with running(tmp_path, tls=False) as server:
         out = env_output(capsys, ["--port", server.base_url.rsplit(":", 1)[1]], {})
-    assert parse_exports(out) == {"FAL_KEY": "local:secret"}
+    assert parse_exports(out) == {
+        "FAL_KEY": "local:secret",
+        "OPENAI_BASE_URL": f"{server.base_url}/run/openrouter/router/openai/v1",
+        "OPENAI_API_KEY": "local:secret",
+    }
     assert "only speaks https" in out
 
 

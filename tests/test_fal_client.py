@@ -224,3 +224,26 @@ def test_realtime_fails_at_once_with_the_reason(server_env: dict[str, str]) -> N
     assert answer["error"] in ("RealtimeError", "ConnectionClosedError"), answer
     assert "Realtime (WebSocket) apps are not emulated" in answer["message"]
     assert "1008" in answer["message"]
+
+
+def test_subscribe_to_openrouter_router_reports_consistent_usage(server_env: dict[str, str]) -> None:
+    """subscribe on openrouter/router answers the output with usage whose total is its sum."""
+    answer = run_scenario(
+        server_env,
+        "subscribe",
+        prompt="echo: route me",
+        endpoint="openrouter/router",
+        model="anthropic/claude-sonnet-4.5",
+    )
+    output = answer["output"]
+    assert output["output"] == "echo: route me"
+    usage = output["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    assert usage["cost"] > 0
+
+
+def test_openrouter_vision_reads_an_uploaded_image(server_env: dict[str, str]) -> None:
+    """An image uploaded with fal_client.upload is read by openrouter/router/vision."""
+    answer = run_scenario(server_env, "router_vision_upload", prompt="echo: seen", model="google/gemini-2.5-flash")
+    assert answer["output"] == "echo: seen"
+    assert answer["usage"]["completion_tokens"] == 3

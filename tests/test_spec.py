@@ -15,9 +15,10 @@ def spec() -> Spec:
 
 
 def test_endpoints_come_from_the_document(spec: Spec) -> None:
-    """The three any-llm endpoints and their app id are read from the spec."""
-    assert spec.endpoints == {"fal-ai/any-llm", "fal-ai/any-llm/vision", "fal-ai/any-llm/enterprise"}
-    assert spec.app_ids == {"fal-ai/any-llm"}
+    """The any-llm and openrouter/router endpoints and their app ids are read from the spec."""
+    router = {f"openrouter/router{suffix}" for suffix in ("", "/vision", "/enterprise", "/audio", "/video")}
+    assert spec.endpoints == {"fal-ai/any-llm", "fal-ai/any-llm/vision", "fal-ai/any-llm/enterprise", *router}
+    assert spec.app_ids == {"fal-ai/any-llm", "openrouter/router"}
 
 
 def test_valid_body_gets_the_documented_defaults(spec: Spec) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 
 from emulator.core.models import JSON, Failure
 
-ACTIONS = frozenset({"submit", "status", "status_stream", "result", "cancel", "run", "run_stream"})
+# "openai": a call on the OpenAI-compatible surface (chat completions, responses, embeddings).
+ACTIONS = frozenset({"submit", "status", "status_stream", "result", "cancel", "run", "run_stream", "openai"})
 HTTP_KINDS = frozenset({"http_error", "latency", "drop_stream", "truncated_body", "malformed_body", "reset"})
 LIFECYCLE_KINDS = frozenset({"complete_with_error", "hold"})
 KINDS = HTTP_KINDS | LIFECYCLE_KINDS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import json
@@ -16,6 +17,7 @@ from faker import Faker
 from emulator.core.faults import Rule
 from emulator.core.fixture_files import Fixture, Outcome, Timing
 from emulator.core.models import JSON, Failure, Plan
+from emulator.core.usage import usage
 
 __all__ = ["Answer", "Behaviour", "Outputs", "split_tokens"]
 
@@ -37,6 +39,8 @@ class Answer:
     data: JSON | None = None
     units: int | None = None
     planner: Callable[[Answer, str], Plan] | None = None
+    # Token counts and cost, on the endpoints whose output reports them (openrouter/router).
+    usage: JSON | None = None
 
     def output(self, text: str | None = None, *, partial: bool = False) -> JSON:
         """The any-llm output object, optionally for a prefix of the text (or a behaviour's whole output)."""
@@ -45,7 +49,21 @@ class Answer:
         body: JSON = {"output": self.text if text is None else text, "partial": partial, "error": None}
         if self.reasoning is not None:
             body["reasoning"] = self.reasoning
+        if self.usage is not None and text is None:
+            body["usage"] = self.usage
         return body
+
+
+# Endpoints whose output carries ``usage`` (the openrouter/router family; any-llm's does not).
+USAGE_PREFIX = "openrouter/router"
+
+
+def _with_usage(answer: Answer, endpoint: str, inputs: Mapping[str, Any]) -> Answer:
+    if answer.failure is not None or not (endpoint == USAGE_PREFIX or endpoint.startswith(USAGE_PREFIX + "/")):
+        return answer
+    prompt = "\n".join(str(inputs[name]) for name in ("system_prompt", "prompt") if isinstance(inputs.get(name), str))
+    completion = answer.text + (answer.reasoning or "")
+    return dataclasses.replace(answer, usage=usage(inputs.get("model"), prompt, completion))
 
 
 _FIELD = re.compile(r"\{(prompt|system_prompt|model|endpoint)\}")
@@ -135,6 +153,9 @@ class Outputs:
         self, endpoint: str, inputs: Mapping[str, Any], namespace: str = "", *, files_url: str | None = None
     ) -> Answer:
         """The answer for an input; a fixture with outcomes gives the next one for this namespace."""
+        return _with_usage(self._choose(endpoint, inputs, namespace, files_url), endpoint, inputs)
+
+    def _choose(self, endpoint: str, inputs: Mapping[str, Any], namespace: str, files_url: str | None) -> Answer:
         # Input checks first, so a refused input does not use up one of a fixture's outcomes.
         for check in self.checks:
             failure = check(endpoint, inputs)

@@ -24,7 +24,7 @@ from emulator.http.errors import http_error, server_error
 from emulator.http.front import ALL_METHODS as _ALL_METHODS
 from emulator.http.front import QueueFront, front_door
 from emulator.http.journal import JournalMiddleware
-from emulator.http.routes import cdn, control, documents, queue, realtime, rest, run, ui, webhooks
+from emulator.http.routes import cdn, control, documents, openai, queue, realtime, rest, run, ui, webhooks
 from emulator.store import Store
 
 ALL_METHODS = list(_ALL_METHODS)
@@ -73,6 +73,7 @@ def create_app(
         *documents.routes,
         Mount("/_emulator", routes=[*control.routes, *documents.control_routes, *webhooks.control_routes, *ui.routes]),
         *webhooks.rest_routes,
+        Mount(openai.PREFIX, routes=openai.routes),
         Mount("/run", routes=[Route("/{path:path}", run.handle, methods=ALL_METHODS)]),
         # Storage, for the official clients' uploads: rest.fal.ai under /rest, v3.fal.media under /cdn.
         Mount("/rest", routes=rest.routes + webhooks.rest_routes),

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from emulator.config import Settings
+from emulator.http.routes.openai import PREFIX as OPENAI_PREFIX
 from emulator.http.routes.proxy import PROXY_PATH
 
 # Any well-formed key works; this one only names the caller's queue.
@@ -50,6 +51,16 @@ def python_environment(settings: Settings, bundle: Path | None) -> dict[str, str
     return env
 
 
+def openai_base_url(settings: Settings) -> str:
+    """Where the OpenAI SDKs reach fal's OpenAI-compatible surface (plain http, no CA bundle needed)."""
+    return plain_url(settings) + OPENAI_PREFIX
+
+
+def openai_environment(settings: Settings) -> dict[str, str]:
+    """The variables the official OpenAI SDKs (Python and JS) read: base URL and key."""
+    return {"OPENAI_BASE_URL": openai_base_url(settings), "OPENAI_API_KEY": DEFAULT_KEY}
+
+
 def js_config(settings: Settings) -> str:
     """The ``fal.config`` call that sends every @fal-ai/client request through the emulator's proxy."""
     proxy = {"url": proxy_url(settings), "when": "always"}
@@ -68,7 +79,10 @@ def env_script(settings: Settings, bundle: Path | None) -> str:
         "# Python uploads (fal_client.upload*): from emulator.client import point_fal_client; point_fal_client()",
         "# JavaScript (@fal-ai/client): no environment needed, configure the client instead:",
         f"#   {js_config(settings)}",
+        "# OpenAI SDKs (openai on PyPI and npm) read these; fal's own header is Authorization: Key <FAL_KEY>",
+        "# (pass default_headers / defaultHeaders to share fal_client's queue; Bearer works too):",
     ]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in openai_environment(settings).items()]
     return "\n".join(lines) + "\n"
 
 
@@ -104,6 +118,7 @@ def banner(settings: Settings, bundle: Path | None) -> str:
         lines.append(f"  https: {tls} (local CA bundle: {bundle})")
         lines.append(f'  Python client (fal-client): eval "$({env_command(settings)})"')
     lines.append(f"  JS client (@fal-ai/client): {js_config(settings)}")
+    lines.append(f"  OpenAI SDKs: base URL {openai_base_url(settings)}, key header 'Authorization: Key local:secret'")
     return "\n".join(lines) + "\n"
 
 
