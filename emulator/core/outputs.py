@@ -10,8 +10,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from faker import Faker
-
 from emulator.core.faults import Rule
 from emulator.core.fixture_files import Fixture, Timing
 from emulator.core.models import JSON, Failure
@@ -91,10 +89,20 @@ class Outputs:
     checks: list[InputCheck] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._faker = Faker("en_US")
+        self._faker_instance: Any = None
         self._calls: dict[tuple[str, str], int] = {}
         # Generated texts by everything that decides them: Faker is slow and tests repeat prompts.
         self._texts: dict[tuple[Any, ...], str] = {}
+
+    @property
+    def _faker(self) -> Any:
+        # Built on the first generated text: importing Faker takes ~80 ms (it scans its locales),
+        # which serving need not pay before the first request that wants a text.
+        if self._faker_instance is None:
+            from faker import Faker
+
+            self._faker_instance = Faker("en_US")
+        return self._faker_instance
 
     def find(self, endpoint: str, inputs: Mapping[str, Any]) -> Fixture | None:
         for fixture in self.fixtures:

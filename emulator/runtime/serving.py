@@ -20,14 +20,16 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from emulator.config import OPTIONS, Settings, SettingsError
 from emulator.http.draining import Draining
-from emulator.runtime.tls import CertificatePaths, ensure_certificates, server_names
+
+if TYPE_CHECKING:
+    from emulator.runtime.tls import CertificatePaths
 
 DEFAULT_TLS_PORT = next(option.default for option in OPTIONS if option.field == "tls_port")
 # After the calls are answered, how long connections get to close before they are cut.
@@ -129,6 +131,9 @@ def certificates_for(settings: Settings) -> CertificatePaths | None:
     """The server certificate and CA bundle in the data directory, created on first use; None without TLS."""
     if settings.tls_port == 0:
         return None
+    # Imported here: cryptography costs ~30 ms, which a server without TLS never needs.
+    from emulator.runtime.tls import ensure_certificates, server_names
+
     try:
         return ensure_certificates(settings.data_dir, server_names(settings.host))
     except OSError as exc:
