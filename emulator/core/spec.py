@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -323,7 +323,7 @@ def draft7(schema: JSON) -> jsonschema.protocols.Validator:
 
 def load_yaml(text: str) -> Any:
     """``yaml.safe_load`` through libyaml when PyYAML has it: about ten times faster on openapi.yaml."""
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _detail(error: jsonschema.ValidationError, prefix: list[str | int]) -> ErrorDetail:
@@ -396,6 +396,7 @@ def _passes(check: Callable[[Any], bool] | None, data: Any) -> bool:
 _NAMESPACES = frozenset({"workflows", "comfy"})
 
 
+@lru_cache(maxsize=1024)
 def app_id_of(endpoint: str) -> str:
     """The app an endpoint id belongs to (``owner/alias``; ``workflows/owner/alias``): status, result
     and cancel URLs are built under it."""
