@@ -238,7 +238,7 @@ def _fault_rules(raw: list[JSON], where: str) -> tuple[Rule, ...]:
 def _fixture_file_check() -> Callable[[Any], bool]:
     # Compiled (jsonschema-rs): the bundled fixtures load at every start-up, and jsonschema
     # itself (~50 ms to import) is needed only to word the error of a file that fails.
-    return jsonschema_rs.Draft7Validator(FIXTURE_FILE_SCHEMA, validate_formats=False).is_valid  # type: ignore[no-any-return]
+    return jsonschema_rs.Draft7Validator(FIXTURE_FILE_SCHEMA, validate_formats=False).is_valid
 
 
 def _fixture_file_is_valid(data: Any) -> bool:
