@@ -241,7 +241,7 @@ def emulator_argv(port: int, store: str, runners: int, *extra: str, stats: Path 
     if stats is not None:
         cli = [sys.executable, str(BENCH_DIR / "probe.py"), str(stats)]
     else:
-        cli = [sys.executable, "-m", "emulator.runtime.cli"]
+        cli = [str(Path(sys.executable).parent / "any-llm-emulator")]  # the venv's console script, as `make run` uses
     argv = [*cli, "serve", "--port", str(port), "--tls-port", "0", "--profile", "instant", "--seed", "1", *extra]
     # As many runners as connections: the emulated app's concurrency (2 per key by default) would
     # otherwise cap the lifecycle, and the emulator's own speed is what is measured.

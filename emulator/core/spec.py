@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
+import orjson
 import yaml
 
 from emulator.core.models import JSON
@@ -59,6 +60,7 @@ def with_urls(errors: list[ErrorDetail]) -> list[ErrorDetail]:
 MAX_JSON_DEPTH = 100
 # A JSON escape of a UTF-16 surrogate (D800-DFFF): the only way a lone surrogate gets into a body.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 class JSONRejected(ValueError):
@@ -87,6 +89,22 @@ def parse_json(raw: bytes) -> Any:
     Raises ``JSONRejected``. A lone surrogate cannot be written as UTF-8, so a store or a
     response could not carry it; fal's own stack (pydantic's JSON parser) refuses it too.
     """
+    # orjson first: several times faster, and it refuses NaN, Infinity and lone surrogates too.
+    # What it refuses goes through json, whose errors are the ones reported (and which takes a
+    # BOM and 1e999, as before); so does a body with a 19-digit run, since orjson reads integers
+    # past 64 bits as floats where json keeps them exact.
+    if _LONG_DIGITS.search(raw) is not None:
+        return _parse_slowly(raw)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _parse_slowly(raw)
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
+        _check_tree(data, check_text=False)
+    return data
+
+
+def _parse_slowly(raw: bytes) -> Any:
     try:
         data = json.loads(raw, parse_constant=_no_constant)
     except JSONRejected:
