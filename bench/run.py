@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator.runtime.testing import stop_process
-
 HOST = "127.0.0.1"
 AUTH = "Key bench:secret"
 ENDPOINT = "/fal-ai/any-llm"
@@ -135,6 +133,14 @@ def serve_bare(port: int, protocol: str = "auto") -> None:
         else:
             http = http_protocol()
     uvicorn.run(app, host=HOST, port=port, access_log=False, log_level="warning", http=http)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    # Imported here: the bare route runs in this script's own process (--serve-bare), and its
+    # start-up and RSS must not carry the emulator's test helpers (and httpx with them).
+    from emulator.runtime.testing import stop_process as stop
+
+    stop(proc)
 
 
 def free_port() -> int:
