@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from emulator import Emulator, ManualClock, Settings
-from emulator.core.fixture_files import FixtureError, load_fixtures
+from emulator.config import BUILTIN_FIXTURES
+from emulator.core.fixture_files import FIXTURE_SUFFIXES, FixtureError, _fixture_file_is_valid, load_fixtures
 from emulator.core.service import Call
-from emulator.core.spec import parse_json
+from emulator.core.spec import load_yaml, parse_json
 from emulator.runtime.serving import FULL_COLLECTION_EVERY, settle_garbage_collector
 
 HEAVY = ["cryptography", "faker", "httpx", "jinja2", "jsonschema"]
@@ -75,6 +76,15 @@ def test_an_invalid_fixture_file_still_says_where_it_is_wrong(tmp_path: Path) ->
     path.write_text("fixtures:\n  - name: broken\n    match: 12\n")
     with pytest.raises(FixtureError, match=r"bad\.yaml: at fixtures/0/match"):
         load_fixtures([path])
+
+
+def test_every_bundled_fixture_file_passes_the_fixture_schema() -> None:
+    """The bundled fixture files, which serving loads without the schema check, all pass it."""
+    files = sorted(p for p in BUILTIN_FIXTURES.resolve().rglob("*") if p.suffix in FIXTURE_SUFFIXES)
+    assert files
+    for path in files:
+        data = json.loads(path.read_text()) if path.suffix == ".json" else load_yaml(path.read_text())
+        assert _fixture_file_is_valid(data), path
 
 
 def test_settling_the_collector_freezes_the_start_up_heap_and_spaces_full_collections() -> None:

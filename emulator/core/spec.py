@@ -239,6 +239,9 @@ class Operation:
     # ``body_validator`` (built from ``body_schema`` on first use: jsonschema is slow to
     # import and most runs never see an invalid body), whose errors become the FastAPI-style details.
     body_is_valid: Callable[[Any], bool] | None = field(default=None, repr=False)
+    # Compile ``body_is_valid`` from ``body_schema`` on the first body: each compiled check holds
+    # about 1 MB of native memory, and most of the document's operations never see a body.
+    compile_check: bool = field(default=False, repr=False)
 
     @cached_property
     def body_defaults(self) -> JSON:
@@ -301,6 +304,9 @@ class Operation:
                 }
             ]
         errors: list[ErrorDetail] = []
+        if self.compile_check:
+            self.body_is_valid = _fast_check(self.body_schema) if self.body_schema else None
+            self.compile_check = False
         if not _passes(self.body_is_valid, data):
             if self.body_validator is None:
                 self.body_validator = draft7(self.body_schema or {})
@@ -470,7 +476,7 @@ class Spec:
             endpoint=op.get("x-emulator-endpoint"),
             parameters=parameters,
             body_schema=body_schema,
-            body_is_valid=_fast_check(body_schema) if body_schema else None,
+            compile_check=bool(body_schema),
         )
 
     def operation(self, action: str, endpoint: str | None = None) -> Operation | None:
