@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 ARGS ?=
 
-.PHONY: install test-deps dev-deps js-deps redis-server chromium run test test-fast bench bench-dashboard soak lint options-table clean
+.PHONY: install test-deps dev-deps js-deps bench-deps redis-server chromium run test test-fast bench bench-dashboard soak lint options-table clean
 
 install: $(VENV)/.installed
 
@@ -57,7 +57,13 @@ test: test-deps js-deps redis-server chromium
 	# The plugin example, as a user's project runs it: its own pytest.ini, two xdist workers.
 	cd examples && ../$(PY) -m pytest -n 2 -p no:cacheprovider
 
-bench: test-deps chromium
+# aimock, measured beside the emulator by make bench, from its own lock file in bench/aimock (not tests/js).
+bench-deps: bench/aimock/node_modules/.package-lock.json
+
+bench/aimock/node_modules/.package-lock.json: bench/aimock/package-lock.json bench/aimock/package.json
+	cd bench/aimock && npm ci --no-audit --no-fund --loglevel=error
+
+bench: test-deps bench-deps chromium
 	$(PY) bench/run.py $(ARGS)
 	$(PY) bench/webhooks.py
 	$(PY) bench/dashboard.py

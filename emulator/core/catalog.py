@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from emulator.core.spec import Spec
+from emulator.core.spec import Spec, load_yaml
 
 MODEL_SCHEMA = "AnyLlmModel"
 # Any OpenRouter-style name: a provider, a slash, a model (variants such as ``:free`` included).
@@ -104,5 +104,5 @@ def load_spec(path: Path, *, any_model: bool = False) -> Spec:
     """openapi.yaml, opened to any model name when ``any_model`` is set."""
     if not any_model:
         return Spec.load(path)
-    document = open_models(yaml.safe_load(path.read_text(encoding="utf-8")))
+    document = open_models(load_yaml(path.read_text(encoding="utf-8")))
     return Spec(document, yaml.safe_dump(document, sort_keys=False, allow_unicode=True))

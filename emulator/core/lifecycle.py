@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from emulator.core.catalog import billable_units, token_rate
@@ -37,6 +38,18 @@ def queue_wait(answer: Answer, profile: Profile) -> float:
     return profile.queue_wait
 
 
+# The log texts repeat across requests (same model, same length and duration): one shared string
+# per distinct text, not one per record the store keeps.
+@functools.lru_cache(maxsize=256)
+def _running(model: str | None) -> str:
+    return f"Running {model or 'default model'} through OpenRouter"
+
+
+@functools.lru_cache(maxsize=1024)
+def _generated(tokens: int, seconds: str) -> str:
+    return f"Generated {tokens} tokens in {seconds}s"
+
+
 def make_plan(answer: Answer, profile: Profile, model: str | None) -> Plan:
     """Lay out one run: when each token appears, which log lines are written when, how it ends.
 
@@ -55,14 +68,14 @@ def make_plan(answer: Answer, profile: Profile, model: str | None) -> Plan:
     if timing is not None and timing.first_token_after is not None:
         first = timing.first_token_after
     duration = first + per_token * len(tokens) if tokens or answer.failure is None else first
-    logs: list[tuple[float, str, str]] = [(0.0, "INFO", f"Running {model or 'default model'} through OpenRouter")]
+    logs: list[tuple[float, str, str]] = [(0.0, "INFO", _running(model))]
     extra = answer.logs
     for index, (message, level) in enumerate(extra):
         logs.append((duration * (index + 1) / (len(extra) + 1), level, message))
     if tokens:
         logs.append((first, "INFO", "Receiving tokens"))
     if answer.failure is None:
-        logs.append((duration, "INFO", f"Generated {len(tokens)} tokens in {duration:.2f}s"))
+        logs.append((duration, "INFO", _generated(len(tokens), f"{duration:.2f}")))
     else:
         logs.append((duration, "ERROR", answer.failure.message))
     logs.sort(key=lambda entry: entry[0])

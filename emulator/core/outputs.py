@@ -12,8 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from faker import Faker
-
 from emulator.core.faults import Rule
 from emulator.core.fixture_files import Fixture, Outcome, Timing
 from emulator.core.models import JSON, Failure, Plan
@@ -138,10 +136,20 @@ class Outputs:
     behaviour_for: Callable[[str], Behaviour | None] = _no_behaviour
 
     def __post_init__(self) -> None:
-        self._faker = Faker("en_US")
+        self._faker_instance: Any = None
         self._calls: dict[tuple[str, str], int] = {}
         # Generated texts by everything that decides them: Faker is slow and tests repeat prompts.
         self._texts: dict[tuple[Any, ...], str] = {}
+
+    @property
+    def _faker(self) -> Any:
+        # Built on the first generated text: importing Faker takes ~80 ms (it scans its locales),
+        # which serving need not pay before the first request that wants a text.
+        if self._faker_instance is None:
+            from faker import Faker
+
+            self._faker_instance = Faker("en_US")
+        return self._faker_instance
 
     def find(self, endpoint: str, inputs: Mapping[str, Any]) -> Fixture | None:
         for fixture in self.fixtures:

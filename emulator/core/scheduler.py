@@ -150,7 +150,7 @@ class Scheduler:
             id=self.ids.new(),
             namespace=namespace,
             endpoint=submission.endpoint,
-            app_id=app_id_of(submission.endpoint),
+            app_id=app_id_of(submission.endpoint),  # one shared string per app (it is cached)
             input=submission.input,
             submitted_at=now,
             seq=self._seq,
@@ -583,6 +583,10 @@ class Scheduler:
         record.completed_at = self.clock.now()
         record.failure = failure
         record.output = output
+        if record.plan is not None and record.plan.logs:
+            # No log line is due after the end: what the run wrote is on the record, and a completed
+            # record (the store keeps 100,000 of them) need not carry the plan's copy of the lines.
+            record.plan = dataclasses.replace(record.plan, logs=())
         self._touch(record)
         for listener in self.on_complete:
             listener(record)

@@ -14,9 +14,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from emulator.config import Settings
 from emulator.core.catalog import load_spec
@@ -42,6 +40,9 @@ from emulator.endpoints.registry import Endpoint, EndpointRegistry
 from emulator.store import Backend, Store, StoreError, open_store
 from emulator.webhooks import Webhooks
 from emulator.webhooks.model import parse_mode, refuse_control_target
+
+if TYPE_CHECKING:
+    import httpx
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 # Emulator-only header on submit: this request's webhook misbehaves in the named way.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -26,6 +26,9 @@ from emulator.http.front import QueueFront, front_door
 from emulator.http.journal import JournalMiddleware
 from emulator.http.routes import cdn, control, documents, openai, queue, realtime, rest, run, ui, webhooks
 from emulator.store import Store
+
+if TYPE_CHECKING:
+    import httpx
 
 ALL_METHODS = list(_ALL_METHODS)
 

@@ -7,12 +7,14 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from emulator.config import Settings
 from emulator.http.routes.openai import PREFIX as OPENAI_PREFIX
 from emulator.http.routes.proxy import PROXY_PATH
+
+if TYPE_CHECKING:
+    import httpx
 
 # Any well-formed key works; this one only names the caller's queue.
 DEFAULT_KEY = "local:secret"
@@ -137,6 +139,8 @@ class ServerInfo:
 def ask_running_server(settings: Settings, transport: httpx.BaseTransport | None = None) -> ServerInfo:
     """Ask the emulator at ``settings.host``/``port`` for its ports and CA bundle (``GET /_emulator/info``)."""
     url = plain_url(settings) + "/_emulator/info"
+    import httpx  # only the ``env`` command asks a server; ``serve`` prints its banner without httpx
+
     headers = {"X-Emulator-Token": settings.control_token} if settings.control_token else {}
     try:
         with httpx.Client(timeout=5.0, transport=transport) as client:

@@ -14,14 +14,15 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from emulator.core.clock import Clock, TimerHandle
 from emulator.webhooks.keys import KeyFileError, KeyRing
 from emulator.webhooks.model import HOLD_SECONDS, STALE_BY, Attempt, Delivery, Mode, Outcome, RetryPolicy
 from emulator.webhooks.signing import SIGNATURE, signature_headers
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("emulator.webhooks")
 
@@ -203,6 +204,8 @@ class Dispatcher:
 
     def _new_client(self) -> httpx.AsyncClient:
         """A sender's own client, made on its first delivery, so an app that sends none pays nothing."""
+        import httpx  # here, not at the top: importing it costs serving ~60 ms at start-up
+
         if self._ssl is None:
             # One context for all senders (loading the CA bundle is the slow part); honours SSL_CERT_FILE.
             self._ssl = httpx.create_ssl_context()
@@ -239,6 +242,8 @@ class Dispatcher:
         return headers
 
     async def _attempt(self, client: httpx.AsyncClient, delivery: Delivery) -> None:
+        import httpx  # already loaded by the client's maker: a dictionary look-up
+
         delivery.attempts += 1
         at = self.clock.now()
         status_code: int | None = None

@@ -8,12 +8,16 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from typing import TYPE_CHECKING
 
 from emulator.core.models import JSON
 from emulator.webhooks.signing import b64url, b64url_decode
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+# cryptography (about 8 MB of RSS and 20 ms) is imported where a key is first made or read: the
+# key ring itself is read on first use, so a server that sends no webhook never loads it.
 
 KEY_FILE = "webhook-keys.json"
 # Rotation publishes old keys beside the new one; this bounds how many the JWKS keeps.
@@ -33,6 +37,8 @@ class SigningKey:
 
     @classmethod
     def generate(cls) -> SigningKey:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         private = Ed25519PrivateKey.generate()
         return cls(_thumbprint(_public_x(private)), private)
 
@@ -40,11 +46,15 @@ class SigningKey:
         return {"kty": "OKP", "crv": "Ed25519", "x": _public_x(self.private), "kid": self.kid}
 
     def private_jwk(self) -> JSON:
+        from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
         raw = self.private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         return {**self.public_jwk(), "d": b64url(raw)}
 
 
 def _public_x(private: Ed25519PrivateKey) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     return b64url(private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
 
@@ -104,6 +114,8 @@ class KeyRing:
         return tmp
 
     def _read(self) -> list[SigningKey]:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         try:
             document = json.loads(self.path.read_text())
             keys = [

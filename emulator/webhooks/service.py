@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from emulator.core.clock import Clock
 from emulator.core.models import JSON, RequestRecord
@@ -13,6 +12,9 @@ from emulator.webhooks.delivery import Dispatcher
 from emulator.webhooks.keys import KEY_FILE, KeyRing, SigningKey
 from emulator.webhooks.model import Attempt, Delivery, Mode, RetryPolicy
 from emulator.webhooks.payload import webhook_body
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("emulator.webhooks")
 

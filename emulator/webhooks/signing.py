@@ -7,10 +7,10 @@ import binascii
 import hashlib
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 REQUEST_ID = "X-Fal-Webhook-Request-Id"
 USER_ID = "X-Fal-Webhook-User-Id"
@@ -53,6 +53,8 @@ def signature_headers(
 
 def public_keys(jwks: Mapping[str, Any]) -> list[Ed25519PublicKey]:
     """The Ed25519 keys of a JWKS document; other key types are skipped."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # on first use: it is heavy
+
     keys = []
     for jwk in jwks.get("keys", []):
         if not isinstance(jwk, Mapping) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
@@ -94,6 +96,8 @@ def check(
     except ValueError:
         raise WebhookVerificationError(f"{SIGNATURE} is not hex") from None
     message = signed_message(request_id, user_id, timestamp, body)
+    from cryptography.exceptions import InvalidSignature
+
     keys = public_keys(jwks)
     if not keys:
         raise WebhookVerificationError("the JWKS holds no Ed25519 key")

@@ -1,0 +1,99 @@
+"""What serving costs before and between requests: imports, kept records, the collector, body parsing."""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from emulator import Emulator, ManualClock, Settings
+from emulator.config import BUILTIN_FIXTURES
+from emulator.core.fixture_files import FIXTURE_SUFFIXES, FixtureError, _fixture_file_is_valid, load_fixtures
+from emulator.core.service import Call
+from emulator.core.spec import load_yaml, parse_json
+from emulator.runtime.serving import FULL_COLLECTION_EVERY, settle_garbage_collector
+
+HEAVY = ["cryptography", "faker", "httpx", "jinja2", "jsonschema"]
+
+
+@pytest.mark.process
+def test_serving_imports_no_heavy_library_before_the_first_request() -> None:
+    """Importing what ``serve`` imports and building the app loads none of the heavy libraries."""
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import emulator.runtime.cli, emulator.runtime.serving
+        from emulator.config import Settings
+        from emulator.core.service import Emulator
+        from emulator.http.app import create_app
+
+        create_app(emulator=Emulator.build(Settings(profile="instant", tls_port=0)))
+        print(json.dumps([name for name in {HEAVY!r} if name in sys.modules]))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.anyio
+async def test_a_completed_record_keeps_its_log_lines_once() -> None:
+    """A completed request reports every log line in its status, and its plan no longer holds a copy."""
+    clock = ManualClock()
+    emulator = Emulator.build(Settings(profile="instant", seed=1), clock=clock)
+    body = json.dumps({"prompt": "Hello"}).encode()
+    accepted = await emulator.call(Call("submit", "ns", "fal-ai/any-llm", body=body))
+    clock.advance(60)
+    request_id = accepted.body["request_id"]
+    status = await emulator.call(Call("status", "ns", "fal-ai/any-llm", request_id, query={"logs": "1"}))
+    record = emulator.store.get("ns", request_id)
+    assert record is not None and record.plan is not None
+    assert status.body["status"] == "COMPLETED"
+    assert [line["message"] for line in status.body["logs"]][-1].startswith("Generated ")
+    assert len(status.body["logs"]) == len(record.logs) == 3
+    assert record.plan.logs == ()
+
+
+def test_an_integer_past_64_bits_stays_exact() -> None:
+    """A body's 30-digit integer parses as that integer, not as the nearest float."""
+    assert parse_json(b'{"n": 123456789012345678901234567890}') == {"n": 123456789012345678901234567890}
+
+
+def test_a_bom_and_an_overflowing_number_parse_as_before() -> None:
+    """A UTF-8 byte-order mark is skipped and 1e999 reads as infinity, as Python's json parser does."""
+    assert parse_json(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}
+    assert parse_json(b"[1e999]") == [math.inf]
+
+
+def test_an_invalid_fixture_file_still_says_where_it_is_wrong(tmp_path: Path) -> None:
+    """A fixture file the compiled check refuses is reported with the path of the wrong field."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("fixtures:\n  - name: broken\n    match: 12\n")
+    with pytest.raises(FixtureError, match=r"bad\.yaml: at fixtures/0/match"):
+        load_fixtures([path])
+
+
+def test_every_bundled_fixture_file_passes_the_fixture_schema() -> None:
+    """The bundled fixture files, which serving loads without the schema check, all pass it."""
+    files = sorted(p for p in BUILTIN_FIXTURES.resolve().rglob("*") if p.suffix in FIXTURE_SUFFIXES)
+    assert files
+    for path in files:
+        data = json.loads(path.read_text()) if path.suffix == ".json" else load_yaml(path.read_text())
+        assert _fixture_file_is_valid(data), path
+
+
+def test_settling_the_collector_freezes_the_start_up_heap_and_spaces_full_collections() -> None:
+    """After start-up, the live heap is frozen and a full collection waits for 100 younger ones."""
+    threshold = gc.get_threshold()
+    try:
+        settle_garbage_collector()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[2] == FULL_COLLECTION_EVERY
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
