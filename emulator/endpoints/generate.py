@@ -20,9 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
-
 from emulator.core.models import JSON
+from emulator.core.spec import draft7
 from emulator.endpoints.documents import EndpointDocument
 from emulator.endpoints.render import IMAGE_FORMATS, RenderCache, Rendered, RenderSpec
 
@@ -410,8 +409,10 @@ def _first_example(schema: Any) -> Any:
 
 
 def _fits(schema: JSON, value: Any) -> bool:
+    import jsonschema  # on first use: the serve path imports no jsonschema before a request needs it
+
     try:
-        return bool(jsonschema.Draft7Validator(schema).is_valid(value))
+        return bool(draft7(schema).is_valid(value))
     except (jsonschema.SchemaError, TypeError):
         return False
 

@@ -22,8 +22,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
-import jsonschema
-
 from emulator.core.images import (
     _DATA_URI,
     _FILE_PATH,
@@ -36,7 +34,7 @@ from emulator.core.images import (
     looks_like_image,
 )
 from emulator.core.models import JSON, Failure
-from emulator.core.spec import ErrorDetail, Operation, _fast_check
+from emulator.core.spec import ErrorDetail, Operation, draft7
 from emulator.core.storage import Storage
 from emulator.endpoints.documents import EndpointDocument
 
@@ -74,8 +72,8 @@ class InputValidator:
             endpoint=document.endpoint_id,
             parameters=[],
             body_schema=schema,
-            body_validator=jsonschema.Draft7Validator(schema),
-            body_is_valid=_fast_check(schema),
+            # The validators are built on the first body, as the spec's own: jsonschema is slow to import.
+            compile_check=True,
         )
 
     @property
@@ -275,7 +273,9 @@ def example_value(schema: JSON) -> Any:
 
 
 def _accepts(schema: JSON, value: Any) -> bool:
+    import jsonschema  # on first use: the serve path imports no jsonschema before a request needs it
+
     try:
-        return bool(jsonschema.Draft7Validator(schema).is_valid(value))
+        return bool(draft7(schema).is_valid(value))
     except jsonschema.SchemaError:
         return False
