@@ -160,7 +160,7 @@ class Scheduler:
             billable_units=0 if submission.invalid else billable_units(submission.input.get("model")),
             retries_left=submission.retries,
         )
-        lane = self._lanes.setdefault(namespace, Lane())
+        lane = self._lane(namespace)
         if submission.invalid:
             answer = _refused(submission.invalid)
         else:
@@ -214,7 +214,7 @@ class Scheduler:
                 # The run was lost with the process: start it again from the queue's head.
                 _requeued(record)
                 self.store.save(record, now)
-            self._lanes.setdefault(record.namespace, Lane()).enqueue(record)
+            self._lane(record.namespace).enqueue(record)
         for lane in list(self._lanes.values()):
             self._dispatch(lane)
         for record in unfinished:
@@ -249,7 +249,7 @@ class Scheduler:
 
     def run_claimed(self, record: RequestRecord) -> None:
         """Run a request claimed from the shared queue, after the profile's queue wait."""
-        lane = self._lanes.setdefault(record.namespace, Lane())
+        lane = self._lane(record.namespace)
         if record.state is State.IN_PROGRESS:
             _requeued(record)  # its runner died: start over
         lane.starting[record.id] = record
@@ -414,6 +414,13 @@ class Scheduler:
             await self.wait(record, record.version)
 
     # -- transitions -----------------------------------------------------------------------
+
+    def _lane(self, namespace: str) -> Lane:
+        """A namespace's lane, made on its first request (not built on every call just to be thrown away)."""
+        lane = self._lanes.get(namespace)
+        if lane is None:
+            lane = self._lanes[namespace] = Lane()
+        return lane
 
     def _live_lane(self, record: RequestRecord) -> Lane:
         lane = self._lanes.get(record.namespace)
