@@ -84,6 +84,16 @@ class Lane:
             ahead += len(waiting)
         return ahead
 
+    def drop(self, record: RequestRecord) -> bool:
+        """Forget an ended request's runner, timers and planned answer; whether a runner came free."""
+        freed = self.starting.pop(record.id, None) is not None
+        freed = self.running.pop(record.id, None) is not None or freed
+        self.cancel_timers(record)
+        self.logs_applied.pop(record.id, None)
+        self.answers.pop(record.id, None)
+        self.files_urls.pop(record.id, None)
+        return freed
+
     def cancel_timers(self, record: RequestRecord) -> None:
         for handle in self.timers.pop(record.id, ()):
             handle.cancel()

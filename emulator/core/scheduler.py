@@ -259,15 +259,8 @@ class Scheduler:
     def remote_changed(self, record: RequestRecord) -> None:
         """Another process changed a record: stop a local run it ended, wake waiters."""
         lane = self._lanes.get(record.namespace)
-        if record.done and lane is not None:
-            freed = lane.starting.pop(record.id, None) is not None
-            freed = lane.running.pop(record.id, None) is not None or freed
-            lane.cancel_timers(record)
-            lane.logs_applied.pop(record.id, None)
-            lane.answers.pop(record.id, None)
-            lane.files_urls.pop(record.id, None)
-            if freed:
-                self.queue.freed()
+        if record.done and lane is not None and lane.drop(record):
+            self.queue.freed()
         for future in self._waiters.pop((record.namespace, record.id), ()):
             if not future.done():
                 future.set_result(True)
@@ -578,12 +571,7 @@ class Scheduler:
         freed = False
         if lane is not None:
             lane.remove_waiting(record)
-            freed = lane.starting.pop(record.id, None) is not None
-            freed = lane.running.pop(record.id, None) is not None or freed
-            lane.cancel_timers(record)
-            lane.logs_applied.pop(record.id, None)
-            lane.answers.pop(record.id, None)
-            lane.files_urls.pop(record.id, None)
+            freed = lane.drop(record)
             lane.held.discard(record.id)
             lane.hold_on_start.discard(record.id)
         record.state = State.COMPLETED
