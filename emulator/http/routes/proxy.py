@@ -17,7 +17,7 @@ with a target it cannot serve.
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from starlette.responses import Response
 from starlette.types import Scope
@@ -116,6 +116,11 @@ def _allowed_target(scope: Scope) -> Scope | ProxyError:
     agent = header(scope, b"user-agent")
     if agent is not None:
         headers.append((b"user-agent", agent.encode("latin-1")))
+    return _routed_to(scope, surface, parts, headers)
+
+
+def _routed_to(scope: Scope, surface: str, parts: SplitResult, headers: list[tuple[bytes, bytes]]) -> Scope:
+    """The scope of the call the proxy makes: the target's surface, path and query, with these headers."""
     return routed(
         scope,
         surface,
@@ -161,12 +166,4 @@ def _open_target(scope: Scope) -> Scope | ProxyError:
     headers.append((b"host", (host if port is None else f"{host}:{port}").encode("idna")))
     if not credentials:
         headers.append((b"authorization", PROXY_CREDENTIALS))
-    return routed(
-        scope,
-        surface,
-        unquote(parts.path) or "/",
-        _proxied_urls(scope),
-        scheme=parts.scheme,
-        headers=headers,
-        query_string=parts.query.encode(),
-    )
+    return _routed_to(scope, surface, parts, headers)
