@@ -17,6 +17,8 @@ import jsonschema
 import pytest
 from PIL import Image
 
+from emulator.core.faults import KNOWN_ERRORS
+from emulator.core.models import Failure
 from emulator.endpoints.categories import billable_units, category_for, make_plan, progress_logs, run_seconds
 from emulator.endpoints.documents import EndpointDocument, load_document, load_documents, parse_document
 from emulator.endpoints.generate import NAMED_IMAGE_SIZES, OutputGenerator
@@ -362,6 +364,23 @@ def test_a_plan_carries_the_output_to_the_end_of_the_run(documents: dict[str, En
     assert plan.tokens == () and plan.output == {"image": {"url": "u"}} and plan.failure is None
     assert plan.duration == run_seconds(category_for(document), "realistic", {}, document.input_defaults)
     assert make_plan(document, {}, {}, profile="instant").duration == 0.0
+
+
+def test_a_lost_runner_keeps_the_first_half_of_the_progress_and_a_refused_input_none(
+    documents: dict[str, EndpointDocument],
+) -> None:
+    """Lost half way, a run keeps the lines due before that point, even when it takes no time; refused, none."""
+    document = documents["fal-ai/flux/dev"]
+    lost = KNOWN_ERRORS["runner_disconnected"]
+    for profile in ("instant", "realistic"):
+        whole = make_plan(document, {"prompt": "p"}, {}, profile=profile)
+        plan = make_plan(document, {"prompt": "p"}, {}, profile=profile, failure=lost, lost_after=0.5)
+        assert plan.duration == whole.duration / 2 and plan.failure is lost and plan.output == {}
+        # The start line and the 25% and 50% lines, as the whole run has them; then the error.
+        assert plan.logs[:3] == whole.logs[:3] and "50%" in plan.logs[2][2]
+        assert plan.logs[3:] == ((plan.duration, "ERROR", "Runner disconnected"),)
+    refused = make_plan(document, {}, {}, profile="realistic", failure=Failure(422, [{"msg": "no"}]))
+    assert refused.duration == 0.0 and [level for _, level, _ in refused.logs] == ["ERROR"]
 
 
 def test_loading_the_endpoint_modules_does_not_load_pillow_or_pyav() -> None:

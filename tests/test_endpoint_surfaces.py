@@ -318,3 +318,71 @@ async def test_a_streamed_run_ends_with_the_generated_output(client: httpx.Async
     assert response.headers["content-type"].startswith("text/event-stream")
     (event,) = [line for line in response.text.splitlines() if line.startswith("data: ")]
     assert json.loads(event.removeprefix("data: "))["image"]["content_type"] == "image/png"
+
+
+async def status_of(http: httpx.AsyncClient, submitted: httpx.Response) -> dict[str, Any]:
+    """The status (with logs) of a submitted request."""
+    answer = await http.get(submitted.json()["status_url"].removeprefix(BASE), params={"logs": "1"})
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+@pytest.mark.parametrize("profile", ["instant", "realistic"])
+async def test_a_fixtures_timing_and_logs_win_over_the_categorys_on_a_loaded_endpoint(
+    tmp_path: Path, profile: str
+) -> None:
+    """A fixture's queue_wait and first_token_after (when the output comes) decide the run, in any profile."""
+    fixture = tmp_path / "slow.yaml"
+    fixture.write_text(
+        "fixtures:\n"
+        "  - name: slow-image\n"
+        "    match: {endpoint: fal-ai/flux/schnell, prompt: {contains: '[slow]'}}\n"
+        "    timing: {queue_wait: 5, first_token_after: 30}\n"
+        "    logs: ['Warming the GPU']\n"
+    )
+    settings = Settings(profile=profile, seed=1, endpoints=(DATA,), fixtures=(fixture,), data_dir=tmp_path)
+    clock = ManualClock()
+    transport = httpx.ASGITransport(app=create_app(emulator=Emulator.build(settings, clock=clock)))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=AUTH) as http:
+        submitted = await http.post("/fal-ai/flux/schnell", json={"prompt": "a lighthouse [slow]"})
+        assert submitted.status_code == 200, submitted.text
+        clock.advance(4.9)
+        assert (await status_of(http, submitted))["status"] == "IN_QUEUE"
+        clock.advance(0.1)
+        running = await status_of(http, submitted)
+        assert running["status"] == "IN_PROGRESS"
+        assert [line["message"] for line in running["logs"]] == ["Running fal-ai/flux/schnell (text-to-image)"]
+        clock.advance(29.9)
+        midway = await status_of(http, submitted)
+        assert midway["status"] == "IN_PROGRESS"
+        assert "Warming the GPU" in [line["message"] for line in midway["logs"]]
+        clock.advance(0.1)
+        done = await status_of(http, submitted)
+        assert done["status"] == "COMPLETED" and done.get("error") is None
+        assert done["logs"][-1]["message"] == "Generated 1 image (1024x768) in 30.00s"
+        result = await http.get(submitted.json()["response_url"].removeprefix(BASE))
+        assert result.status_code == 200 and result.json()["images"]
+
+
+async def test_a_lost_runner_fails_a_loaded_endpoints_run_half_way_after_its_progress(
+    client: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    """complete_with_error (runner_disconnected) ends an image run half way, after the progress logged by then."""
+    fault = {"fault": {"kind": "complete_with_error", "error_type": "runner_disconnected"}}
+    assert (await client.post("/_emulator/next", json=fault)).status_code == 201
+    headers = {"x-fal-no-retry": "1"}
+    submitted = await client.post("/fal-ai/flux/schnell", json={"prompt": "a kite"}, headers=headers)
+    assert submitted.status_code == 200, submitted.text
+    # Realistic: picked up after 0.25 s; one image runs 3 s, with progress lines every 0.6 s.
+    clock.advance(0.25 + 1.4)
+    running = await status_of(client, submitted)
+    assert running["status"] == "IN_PROGRESS"
+    assert [line["message"][:4] for line in running["logs"]] == ["Runn", " 25%", " 50%"]
+    clock.advance(0.1)
+    lost = await status_of(client, submitted)
+    assert (lost["status"], lost["error_type"]) == ("COMPLETED", "runner_disconnected")
+    messages = [line["message"] for line in lost["logs"]]
+    assert messages[:3] == [line["message"] for line in running["logs"]]
+    assert messages[3:] == ["Runner disconnected"] and lost["logs"][-1]["level"] == "ERROR"
+    result = await client.get(submitted.json()["response_url"].removeprefix(BASE))
+    assert result.status_code == 503

@@ -59,6 +59,8 @@ def make_plan(answer: Answer, profile: Profile, model: str | None) -> Plan:
     if answer.planner is not None:  # an endpoint with a behaviour of its own lays out its run
         return answer.planner(answer, profile.name)
     tokens = split_tokens(answer.text) if answer.text else ()
+    if answer.failure is not None and answer.lost_after is not None:
+        tokens = tokens[: int(len(tokens) * answer.lost_after)]  # what streamed before the runner was lost
     timing = answer.timing
     rate = profile.tokens_per_second(model)
     if timing is not None and timing.tokens_per_second is not None:

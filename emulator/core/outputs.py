@@ -39,6 +39,9 @@ class Answer:
     planner: Callable[[Answer, str], Plan] | None = None
     # Token counts and cost, on the endpoints whose output reports them (openrouter/router).
     usage: JSON | None = None
+    # A runner lost mid-run: the share of the run (0 to 1) done before ``failure``. None when the
+    # failure comes before any work (a refused input, a fixture's error).
+    lost_after: float | None = None
 
     def output(self, text: str | None = None, *, partial: bool = False) -> JSON:
         """The any-llm output object, optionally for a prefix of the text (or a behaviour's whole output)."""

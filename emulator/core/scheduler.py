@@ -20,10 +20,13 @@ from emulator.core.ids import IdFactory
 from emulator.core.lanes import Lane
 from emulator.core.lifecycle import Profile, billable_units, make_plan, queue_wait
 from emulator.core.models import CANCELLED, JSON, REQUEST_TIMEOUT, Failure, LogLine, Priority, RequestRecord, State
-from emulator.core.outputs import Answer, Outputs, split_tokens
+from emulator.core.outputs import Answer, Outputs
 from emulator.core.queues import LocalQueue, QueueStrategy
 from emulator.core.spec import app_id_of
 from emulator.store.base import Store
+
+# How far a run gets, as a share of it, before a complete_with_error fault loses its runner.
+RUNNER_LOST_AFTER = 0.5
 
 
 class CancelResult(enum.Enum):
@@ -612,9 +615,8 @@ def _apply_lifecycle_fault(answer: Answer, fault: Fault | None, lane: Lane, reco
     if failure.status_code in (422, 400):
         # Input refused: fails before the first token.
         return dataclasses.replace(answer, text="", failure=failure)
-    # Lost mid-run: half the answer streams, then the error.
-    tokens = split_tokens(answer.text)
-    return dataclasses.replace(answer, text="".join(tokens[: len(tokens) // 2]), failure=failure)
+    # Lost mid-run: half the run happens (half the answer streams, half the progress is logged), then the error.
+    return dataclasses.replace(answer, failure=failure, lost_after=RUNNER_LOST_AFTER)
 
 
 def _refused(errors: list[JSON]) -> Answer:

@@ -106,7 +106,16 @@ def _key(endpoint: str, inputs: Mapping[str, Any], base: str) -> str | None:
 
 def _plan(document: EndpointDocument, inputs: Mapping[str, Any], answer: Answer, profile: str) -> Plan:
     failure: Failure | None = answer.failure
-    return make_plan(document, inputs, answer.output() if failure is None else {}, profile=profile, failure=failure)
+    return make_plan(
+        document,
+        inputs,
+        answer.output() if failure is None else {},
+        profile=profile,
+        failure=failure,
+        timing=answer.timing,
+        logs=answer.logs,
+        lost_after=answer.lost_after,
+    )
 
 
 class InputFiles:

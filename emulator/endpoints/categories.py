@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.core import lifecycle
+from emulator.core.fixture_files import Timing
 from emulator.core.models import JSON, Failure, Plan
 from emulator.endpoints.documents import EndpointDocument
 from emulator.endpoints.generate import image_size, media_seconds
@@ -114,16 +115,27 @@ def progress_logs(
     defaults: Mapping[str, Any] | None = None,
 ) -> tuple[tuple[float, str, str], ...]:
     """The log lines of one run as ``(seconds after start, level, message)``, like a diffusion app's."""
-    defaults = defaults or {}
+    lines = _progress(category, endpoint_id, inputs, seconds, defaults or {})
+    return tuple((share * seconds, level, message) for share, level, message in lines)
+
+
+def _progress(
+    category: Category, endpoint_id: str, inputs: Mapping[str, Any], seconds: float, defaults: Mapping[str, Any]
+) -> list[tuple[float, str, str]]:
+    """The log lines of one run as ``(share of the run done, level, message)``.
+
+    By share rather than by second, so a run that takes no time (the ``instant`` profile) still
+    knows which lines come before a point of it (where a lost runner stops).
+    """
     steps = inputs.get("num_inference_steps", defaults.get("num_inference_steps"))
     if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
         steps = 4
-    logs: list[tuple[float, str, str]] = [(0.0, "INFO", f"Running {endpoint_id} ({category.name})")]
+    lines: list[tuple[float, str, str]] = [(0.0, "INFO", f"Running {endpoint_id} ({category.name})")]
     # Four progress lines however many steps there are: the status log stays short.
     for quarter in (1, 2, 3, 4):
         done = max(1, steps * quarter // 4)
         bar = "#" * (quarter * 5) + " " * (20 - quarter * 5)
-        logs.append((seconds * quarter / 5, "INFO", f"{quarter * 25:3d}%|{bar}| {done}/{steps}"))
+        lines.append((quarter / 5, "INFO", f"{quarter * 25:3d}%|{bar}| {done}/{steps}"))
     if category.produces == "image":
         width, height = image_size(inputs, defaults)
         count = _count(inputs, defaults)
@@ -132,8 +144,8 @@ def progress_logs(
         what = f"a {media_seconds(inputs, defaults):g} s {category.produces}"
     else:
         what = "the output"
-    logs.append((seconds, "INFO", f"Generated {what} in {seconds:.2f}s"))
-    return tuple(logs)
+    lines.append((1.0, "INFO", f"Generated {what} in {seconds:.2f}s"))
+    return lines
 
 
 def make_plan(
@@ -143,21 +155,47 @@ def make_plan(
     *,
     profile: str,
     failure: Failure | None = None,
+    timing: Timing | None = None,
+    logs: tuple[tuple[str, str], ...] = (),
+    lost_after: float | None = None,
 ) -> Plan:
-    """The scheduler's plan for one non-LLM run: no tokens, the output at the end, progress logs on the way."""
+    """The scheduler's plan for one non-LLM run: no tokens, the output at the end, progress logs on the way.
+
+    A fixture's ``timing`` and ``logs`` win over the category's, as they do for any-llm: with
+    no tokens, ``first_token_after`` is when the output comes, the length of the run. A
+    ``failure`` with ``lost_after`` (a runner lost mid-run) ends the run at that share of it,
+    after the log lines due before; without, the run fails at once (a refused input).
+    """
     category = category_for(document)
     defaults = document.input_defaults
     seconds = run_seconds(category, profile, inputs, defaults)
-    logs = progress_logs(category, document.endpoint_id, inputs, seconds, defaults)
-    if failure is not None:
+    if timing is not None and timing.first_token_after is not None:
+        seconds = timing.first_token_after
+    if failure is not None and lost_after is None:
         # A refused input fails at once, as fal's apps validate before they start work.
-        seconds = 0.0
-        logs = ((0.0, "ERROR", failure.message),)
+        return Plan(
+            tokens=(),
+            first_token_after=0.0,
+            seconds_per_token=0.0,
+            output={},
+            failure=failure,
+            logs=((0.0, "ERROR", failure.message),),
+        )
+    lines = _progress(category, document.endpoint_id, inputs, seconds, defaults)
+    # A fixture's own lines are spread over the run, as any-llm's are.
+    lines += [((index + 1) / (len(logs) + 1), level, message) for index, (message, level) in enumerate(logs)]
+    lines.sort(key=lambda line: line[0])
+    end = 1.0
+    if failure is not None and lost_after is not None:
+        # The runner is lost part way: what was written before that point stays, then the error.
+        end = lost_after
+        lines = [line for line in lines if line[0] < end]
+        lines.append((end, "ERROR", failure.message))
     return Plan(
         tokens=(),
-        first_token_after=seconds,
+        first_token_after=seconds * end,
         seconds_per_token=0.0,
         output=output if failure is None else {},
         failure=failure,
-        logs=logs,
+        logs=tuple((share * seconds, level, message) for share, level, message in lines),
     )
