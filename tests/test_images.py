@@ -12,6 +12,7 @@ import pytest
 from emulator import Emulator, ManualClock, Settings, create_app
 from emulator.core.images import ImageUrlCheck, looks_like_image
 from emulator.core.storage import Storage
+from emulator.endpoints.inputs import FileInputCheck, FilePolicy
 from tests.conftest import AUTH
 
 PNG = base64.b64decode(
@@ -93,6 +94,26 @@ def test_the_errors_name_each_image(storage: Storage) -> None:
     assert failure is not None and failure.status_code == 422
     assert [entry["loc"] for entry in failure.detail] == [["body", "image_urls", 1], ["body", "image_urls", 2]]
     assert failure.detail[1]["url"] == "https://docs.fal.ai/errors#file_download_error"
+
+
+def test_image_urls_and_a_loaded_endpoints_image_urls_fail_alike(storage: Storage) -> None:
+    """any-llm's image_urls and a loaded endpoint's (strict) give the same entry for each URL that does not load."""
+    text = stored(storage, b"plain text", "text/plain")
+    urls: list[object] = [
+        "https://example.com/cat.png",
+        "http://127.0.0.1:8000/cdn/files/koala/none.png",
+        f"http://127.0.0.1/cdn/files/{text}",
+        "ftp://example.com/cat.png",
+        "not a url " * 30,
+        "data:image/png;base64,!!!",
+        7,
+    ]
+    vision = ImageUrlCheck(storage)("fal-ai/any-llm/vision", {"image_urls": urls})
+    endpoint = FileInputCheck(storage, policy=FilePolicy.STRICT)("fal-ai/flux/dev", {"image_urls": urls})
+    assert vision is not None and endpoint is not None
+    assert vision.detail == endpoint.detail and len(vision.detail) == len(urls)
+    # A long input is echoed cut short, as every entry's is.
+    assert len(vision.detail[4]["input"]) == 120 and vision.detail[4]["input"].endswith("...")
 
 
 @pytest.fixture

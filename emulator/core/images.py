@@ -1,16 +1,19 @@
-"""The vision endpoint's ``image_urls``, checked when a request runs, as fal's apps check them.
+"""File URLs in an input, checked when a request runs, as fal's apps check them.
 
 The emulator never fetches anything: a data URI is decoded in place, and a URL loads only
 when it names a file uploaded to this emulator: at any loopback address, at fal's CDN host
 names (this emulator's own when a client reaches it by them), or exactly as the emulator
-handed it out (whatever host name the client used). Anything else counts as unreachable.
-A failing image ends the run with a 422 in fal's error shape.
+handed it out (whatever host name the client used). Anything else counts as unreachable, or,
+by :class:`FilePolicy`, is accepted unchecked. A failing file ends the run with a 422 in fal's
+error shape. :class:`FileUrlCheck` is the one check: the vision endpoint's ``image_urls``
+(:class:`ImageUrlCheck`) and a loaded endpoint's file fields (``emulator.endpoints.inputs``) use it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -49,45 +52,80 @@ def is_own_host(host: str, extra: Iterable[str] = ()) -> bool:
         return False
 
 
-class ImageUrlCheck:
-    """An input check for ``image_urls``: returns the run's 422 failure, or None when every image loads."""
+class FilePolicy(enum.Enum):
+    """What a file URL that is neither a data URI nor an upload to this emulator gets."""
 
-    def __init__(self, storage: Storage, own_hosts: Iterable[str] = ()) -> None:
+    OFFLINE = "offline"  # accepted unchecked
+    STRICT = "strict"  # refused with a 422, as fal refuses a URL it cannot download
+
+
+class FileUrlCheck:
+    """Whether one file URL of an input loads: the one check behind ``image_urls`` and every endpoint's files.
+
+    ``cdn_is_ours``: a fal CDN URL that names no upload here is this emulator's missing file (True),
+    or may be a real file on fal's CDN, which the policy then decides (False).
+    """
+
+    def __init__(
+        self,
+        storage: Storage | None,
+        own_hosts: Iterable[str] = (),
+        *,
+        policy: FilePolicy = FilePolicy.STRICT,
+        cdn_is_ours: bool = True,
+    ) -> None:
         self.storage = storage
         self.own_hosts = frozenset(h.lower() for h in own_hosts)
+        self.policy = policy
+        self.cdn_is_ours = cdn_is_ours
 
-    def __call__(self, endpoint: str, inputs: Mapping[str, Any]) -> Failure | None:
-        urls = inputs.get("image_urls")
-        if not isinstance(urls, list):
-            return None
-        errors = [error for index, url in enumerate(urls) if (error := self.problem(index, url)) is not None]
-        return Failure(422, errors) if errors else None
-
-    def problem(self, index: int, url: Any) -> JSON | None:
-        """What is wrong with one image URL, as a FastAPI-style error entry; None if it loads."""
-        loc: list[str | int] = ["body", "image_urls", index]
+    def problem(self, loc: list[str | int], url: Any, kind: str | None) -> JSON | None:
+        """What is wrong with one file URL, as a FastAPI-style error entry; None if it loads (or,
+        offline, cannot be checked). ``kind`` ``image`` also checks that the bytes are an image."""
         if not isinstance(url, str):
             return {"loc": loc, "msg": "Input should be a valid string", "type": "string_type", "input": url}
         if url[:5].lower() == "data:":
-            return None if _data_uri_is_image(url) else _load_error(loc, url)
+            if kind == "image":
+                return None if _data_uri_is_image(url) else _load_error(loc, url)
+            return None if _data_uri_decodes(url) else _file_load_error(loc, url, kind)
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return {
                 "loc": loc,
                 "msg": "Input should be a valid URL (http or https) or a data URI",
                 "type": "url_parsing",
-                "input": url,
+                "input": _short(url),
             }
         match = _FILE_PATH.fullmatch(parts.path)
-        stored = None if match is None else self.storage.get(unquote(match["key"]))
+        stored = None
+        if match is not None and self.storage is not None:
+            stored = self.storage.get(unquote(match["key"]))
         own = is_own_host(parts.hostname, self.own_hosts)
         # A host name other than loopback or fal's CDN is ours only for a URL we handed out under it.
-        if stored is None or not (own or url.strip() in stored.urls):
-            reason = "no file uploaded to this emulator has this URL" if own else _NO_NETWORK
-            return _download_error(loc, url, reason)
-        if not looks_like_image(self.storage.head(stored.key)):
-            return _load_error(loc, url)
-        return None
+        if stored is not None and (own or url.strip() in stored.urls):
+            if kind == "image" and self.storage is not None and not looks_like_image(self.storage.head(stored.key)):
+                return _load_error(loc, url)
+            return None
+        if own and (self.cdn_is_ours or not is_cdn_host(parts.hostname)):
+            return _download_error(loc, url, "no file uploaded to this emulator has this URL")
+        if self.policy is FilePolicy.OFFLINE:
+            return None
+        return _download_error(loc, url, _NO_NETWORK)
+
+
+class ImageUrlCheck:
+    """An input check for ``image_urls``: returns the run's 422 failure, or None when every image loads."""
+
+    def __init__(self, storage: Storage, own_hosts: Iterable[str] = ()) -> None:
+        self.files = FileUrlCheck(storage, own_hosts)
+
+    def __call__(self, endpoint: str, inputs: Mapping[str, Any]) -> Failure | None:
+        urls = inputs.get("image_urls")
+        if not isinstance(urls, list):
+            return None
+        found = (self.files.problem(["body", "image_urls", index], url, "image") for index, url in enumerate(urls))
+        errors = [error for error in found if error is not None]
+        return Failure(422, errors) if errors else None
 
 
 def _data_uri_is_image(uri: str) -> bool:
@@ -102,6 +140,20 @@ def _data_uri_is_image(uri: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     return looks_like_image(head)
+
+
+def _data_uri_decodes(uri: str) -> bool:
+    match = _DATA_URI.fullmatch("data:" + uri[5:])
+    if match is None:
+        return False
+    try:
+        if ";base64" in match["params"].lower():
+            base64.b64decode(match["data"].strip(), validate=True)
+        else:
+            unquote_to_bytes(match["data"])
+    except (binascii.Error, ValueError):
+        return False
+    return True
 
 
 def _short(url: str) -> str:
@@ -126,5 +178,15 @@ def _load_error(loc: list[str | int], url: str) -> JSON:
         "msg": "Failed to load the image. Please ensure the image file is not corrupted and is in a supported format.",
         "type": "image_load_error",
         "url": f"{ERRORS_DOC}#image_load_error",
+        "input": _short(url),
+    }
+
+
+def _file_load_error(loc: list[str | int], url: str, kind: str | None) -> JSON:
+    what = kind or "file"
+    return {
+        "loc": loc,
+        "msg": f"Failed to load the {what}: the data URI is not valid base64 or URL-encoded data.",
+        "type": "file_load_error",
         "input": _short(url),
     }

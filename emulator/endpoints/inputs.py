@@ -4,35 +4,22 @@ Validation reuses the any-llm spec's machinery (``emulator.core.spec``), so ever
 422 details read the same: ``{"loc": ["body", field, ...], "msg", "type", "input", ...}``.
 
 File inputs are the fields named ``*_url`` (a string) or ``*_urls`` (a list of strings), at any
-depth. The emulator never fetches anything (see ``emulator.core.images``): a data URI is
-decoded in place and a URL of a file uploaded to this emulator is looked up in its storage.
+depth. They are checked by ``emulator.core.images.FileUrlCheck``, the check of any-llm's
+``image_urls`` too; the emulator never fetches anything: a data URI is decoded in place and a
+URL of a file uploaded to this emulator is looked up in its storage.
 Any other URL is, by :class:`FilePolicy`, accepted unchecked (``offline``, the default: the
 input might be a real public file the emulator cannot see) or refused with a 422 (``strict``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import enum
 import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
-from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
-from emulator.core.images import (
-    _DATA_URI,
-    _FILE_PATH,
-    _NO_NETWORK,
-    _data_uri_is_image,
-    _download_error,
-    _load_error,
-    _short,
-    is_own_host,
-    looks_like_image,
-)
+from emulator.core.images import FilePolicy, FileUrlCheck
 from emulator.core.models import JSON, Failure
 from emulator.core.spec import ErrorDetail, Operation, draft7
 from emulator.core.storage import Storage
@@ -50,13 +37,6 @@ __all__ = [
 _FILE_FIELD = re.compile(r"(?:^|_)urls?$")
 # Fields named like file inputs that are addresses to call, not files to load.
 _NOT_FILES = frozenset({"webhook_url", "callback_url", "redirect_url", "endpoint_url", "base_url"})
-
-
-class FilePolicy(enum.Enum):
-    """What a file URL that is neither a data URI nor an upload to this emulator gets."""
-
-    OFFLINE = "offline"  # accepted unchecked
-    STRICT = "strict"  # refused with a 422, as fal refuses a URL it cannot download
 
 
 class InputValidator:
@@ -128,9 +108,8 @@ class FileInputCheck:
         policy: FilePolicy = FilePolicy.OFFLINE,
         own_hosts: Iterable[str] = (),
     ) -> None:
-        self.storage = storage
-        self.policy = policy
-        self.own_hosts = frozenset(h.lower() for h in own_hosts)
+        # A fal CDN URL of no upload here may be a real file on fal's CDN: the policy decides it.
+        self.files = FileUrlCheck(storage, own_hosts, policy=policy, cdn_is_ours=False)
 
     def __call__(self, endpoint: str, inputs: Mapping[str, Any]) -> Failure | None:
         errors = self.problems(inputs)
@@ -138,71 +117,8 @@ class FileInputCheck:
 
     def problems(self, inputs: Mapping[str, Any]) -> list[ErrorDetail]:
         """Every file URL of the input that does not load, as FastAPI-style error entries."""
-        found = [self.problem(loc, name, value) for loc, name, value in file_inputs(inputs)]
+        found = [self.files.problem(loc, url, file_kind(name)) for loc, name, url in file_inputs(inputs)]
         return [error for error in found if error is not None]
-
-    def problem(self, loc: list[str | int], name: str, url: Any) -> ErrorDetail | None:
-        """What is wrong with one file URL; None if it loads (or, offline, cannot be checked)."""
-        kind = file_kind(name)
-        if not isinstance(url, str):
-            return {"loc": loc, "msg": "Input should be a valid string", "type": "string_type", "input": url}
-        if url[:5].lower() == "data:":
-            if kind == "image":
-                return None if _data_uri_is_image(url) else _load_error(loc, url)
-            return None if _data_uri_decodes(url) else _file_load_error(loc, url, kind)
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return {
-                "loc": loc,
-                "msg": "Input should be a valid URL (http or https) or a data URI",
-                "type": "url_parsing",
-                "input": _short(url),
-            }
-        match = _FILE_PATH.fullmatch(parts.path)
-        stored = None
-        if match is not None and self.storage is not None:
-            stored = self.storage.get(unquote(match["key"]))
-        host = parts.hostname.lower().rstrip(".")
-        # Loopback and the names this emulator was given can only mean this emulator; fal's CDN
-        # names may be this emulator's (when clients reach it by them) or the real CDN's.
-        ours = is_own_host(host, self.own_hosts) and not _is_fal_cdn(host)
-        if stored is not None and (is_own_host(host, self.own_hosts) or url.strip() in stored.urls):
-            if kind == "image" and self.storage is not None and not looks_like_image(self.storage.head(stored.key)):
-                return _load_error(loc, url)
-            return None
-        if ours:
-            return _download_error(loc, url, "no file uploaded to this emulator has this URL")
-        if self.policy is FilePolicy.OFFLINE:
-            return None
-        return _download_error(loc, url, _NO_NETWORK)
-
-
-def _is_fal_cdn(host: str) -> bool:
-    return host == "fal.media" or host.endswith(".fal.media")
-
-
-def _data_uri_decodes(uri: str) -> bool:
-    match = _DATA_URI.fullmatch("data:" + uri[5:])
-    if match is None:
-        return False
-    try:
-        if ";base64" in match["params"].lower():
-            base64.b64decode(match["data"].strip(), validate=True)
-        else:
-            unquote_to_bytes(match["data"])
-    except (binascii.Error, ValueError):
-        return False
-    return True
-
-
-def _file_load_error(loc: list[str | int], url: str, kind: str | None) -> ErrorDetail:
-    what = kind or "file"
-    return {
-        "loc": loc,
-        "msg": f"Failed to load the {what}: the data URI is not valid base64 or URL-encoded data.",
-        "type": "file_load_error",
-        "input": _short(url),
-    }
 
 
 # -- an example input -------------------------------------------------------------------------
