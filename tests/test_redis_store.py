@@ -248,3 +248,60 @@ def test_after_redis_loses_its_data_the_processes_write_back_and_agree(tmp_path:
             poll(completed, "every request completed, as both processes see it", within=30.0)
         finally:
             keys.close()
+
+
+def test_a_run_its_runner_fails_goes_back_to_the_shared_queue_for_any_process(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """A run failed by its runner (503) is queued again with a new gateway request id and retries_left
+    one less, and another process's runner completes it."""
+    fixtures = tmp_path / "fixtures"
+    fixtures.mkdir()
+    (fixtures / "lost.yaml").write_text(
+        "fixtures:\n"
+        "  - name: lost-once\n"
+        "    match: {prompt: {contains: '[lost]'}}\n"
+        "    outcomes:\n"
+        "      - error: {status: 503, detail: Runner disconnected, error_type: runner_disconnected}\n"
+        "      - output: Back on a new runner.\n"
+    )
+    options = ["--store", redis.url(lease="1"), "--runners", "1", "--profile", "instant", "--fixtures", str(fixtures)]
+    with (
+        emulator_process(tmp_path / "a", options) as a,
+        emulator_process(tmp_path / "b", options) as b,
+        client(a) as api_a,
+        client(b) as api_b,
+        redis_client(redis) as keys,
+    ):
+        for api in (api_a, api_b):
+            assert api.post("/_emulator/pause").status_code == 200
+        # b holds its run once started, so the test can stop b's runners before the run fails.
+        assert api_b.post("/_emulator/next", json={"fault": {"kind": "hold", "stage": "progress"}}).status_code == 201
+        request_id = api_a.post(f"/{ENDPOINT}", json={"prompt": "[lost] hello"}).json()["request_id"]
+        assert api_b.post("/_emulator/resume").status_code == 200
+        for api in (api_b, api_a):
+
+            def running(api: httpx.Client = api) -> bool:
+                return bool(status(api, request_id)["status"] == "IN_PROGRESS")
+
+            poll(running, "b running it, as each process sees it")
+        assert api_b.post("/_emulator/pause").status_code == 200
+        assert api_b.post(f"/_emulator/requests/{request_id}/release").status_code == 200
+
+        def queued_again() -> bool:
+            # b's runner failed it (the fixture's first outcome, on b): back in the shared queue, a alone serves it.
+            in_queue = keys.zscore("any-llm-emulator:queue:local", request_id) is not None
+            return in_queue and status(api_a, request_id)["status"] == "IN_QUEUE"
+
+        poll(queued_again, "queued again", show=lambda: status(api_a, request_id))
+        queued = status(api_a, request_id)
+        assert queued["gateway_request_id"] != request_id
+        assert api_a.post("/_emulator/resume").status_code == 200
+        poll(lambda: status(api_a, request_id)["status"] == "COMPLETED", "completed by a")
+        assert api_a.get(f"/{ENDPOINT}/requests/{request_id}").json()["output"] == "Back on a new runner."
+        done = api_a.get(f"/{ENDPOINT}/requests/{request_id}/status", params={"logs": "1"}).json()
+        assert done["gateway_request_id"] == queued["gateway_request_id"] and done.get("error") is None
+        retried = [line for line in done["logs"] if "runs the request again on a new runner" in line["message"]]
+        assert len(retried) == 1 and retried[0]["level"] == "WARN"
+        stored = json.loads(keys.get(f"any-llm-emulator:req:local:{request_id}") or b"{}")
+        assert (stored["retries_left"], stored["gateway_request_id"]) == (9, queued["gateway_request_id"])

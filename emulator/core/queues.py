@@ -36,8 +36,8 @@ class QueueStrategy(Protocol):
         """A runner of this process came free, or the runners were resumed or added."""
         ...
 
-    def requeue(self, lane: Lane, record: RequestRecord) -> bool:
-        """Put a request whose run failed back at its place, to run again; False where that cannot be."""
+    def requeue(self, lane: Lane, record: RequestRecord) -> None:
+        """Put a request whose run failed (its record already back IN_QUEUE) at its place, to run again."""
         ...
 
     async def start(self, scheduler: Scheduler) -> None:
@@ -62,9 +62,8 @@ class LocalQueue:
     def freed(self) -> None:
         """A lane dispatches its own waiting requests when a runner frees: nothing more to do."""
 
-    def requeue(self, lane: Lane, record: RequestRecord) -> bool:
+    def requeue(self, lane: Lane, record: RequestRecord) -> None:
         lane.enqueue(record)
-        return True
 
     async def start(self, scheduler: Scheduler) -> None:
         scheduler.restore()
@@ -93,9 +92,9 @@ class SharedQueueStrategy:
     def freed(self) -> None:
         self.shared.wake()
 
-    def requeue(self, lane: Lane, record: RequestRecord) -> bool:
-        """The shared queue holds a request once, from submit to its first claim: a failed run ends it."""
-        return False
+    def requeue(self, lane: Lane, record: RequestRecord) -> None:
+        """Back in the shared queue, at its place: a free runner of any process claims it again."""
+        self.shared.requeue(record)
 
     async def start(self, scheduler: Scheduler) -> None:
         # Leases in the shared store hand back what a dead process was running.

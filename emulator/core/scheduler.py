@@ -262,6 +262,9 @@ class Scheduler:
     def remote_changed(self, record: RequestRecord) -> None:
         """Another process changed a record: stop a local run it ended, wake waiters."""
         lane = self._lanes.get(record.namespace)
+        if lane is not None and record.state is not State.IN_QUEUE:
+            # Another process took it: an answer planned here at submit is not for a later attempt.
+            lane.answers.pop(record.id, None)
         if record.done and lane is not None and lane.drop(record):
             self.queue.freed()
         for future in self._waiters.pop((record.namespace, record.id), ()):
@@ -526,7 +529,7 @@ class Scheduler:
         failure = record.plan.failure
         if failure is None:
             self._finish(record, None, record.plan.output)
-        elif self._retryable(record, failure) and self.queue.requeue(lane, record):
+        elif self._retryable(record, failure):
             self._retry(lane, record, failure)
         else:
             self._finish(record, failure)
@@ -541,7 +544,8 @@ class Scheduler:
         return record.deadline is None or self.clock.now() < record.deadline
 
     def _retry(self, lane: Lane, record: RequestRecord, failure: Failure) -> None:
-        """Back to the queue's head on a new runner, with a new gateway request id; the logs so far stay."""
+        """Back to its place in the queue (this process's or the shared one) for a new runner, with a new
+        gateway request id; the logs so far stay."""
         lane.running.pop(record.id, None)
         lane.cancel_timers(record)
         lane.logs_applied.pop(record.id, None)
@@ -562,6 +566,7 @@ class Scheduler:
         for listener in self.on_retry:
             listener(record, failure)
         self._touch(record)
+        self.queue.requeue(lane, record)
         self._dispatch(lane)
 
     def _expire(self, record: RequestRecord) -> None:

@@ -105,6 +105,13 @@ class SharedQueue(Protocol):
         """A local slot came free or the runners resumed: claim work now rather than at the next tick."""
         ...
 
+    def requeue(self, record: RequestRecord) -> None:
+        """Put a request this process ran back in the queue, at its place, for any process to claim again.
+
+        The record, already back IN_QUEUE, was saved first; this releases its lease and queues it.
+        """
+        ...
+
 
 @dataclass(frozen=True)
 class Backend:

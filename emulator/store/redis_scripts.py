@@ -52,6 +52,23 @@ end
 return #expired
 """
 
+# Puts a request whose run failed back in the queue for any process to claim (the record itself,
+# back IN_QUEUE, is written just before). Under the lease this process took it with: at the score
+# the lease keeps (its place). A lease already gone expired, and the reaper queued the request
+# again: nothing more to do. Without a lease (started by hand), behind its priority's others.
+REQUEUE = """
+local score
+if ARGV[1] ~= '' then
+  if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+  score = tonumber(string.match(ARGV[1], '^.-\\n.-\\n(.-)\\n'))
+else
+  score = tonumber(ARGV[2]) * 1e12 + redis.call('INCR', KEYS[3])
+end
+redis.call('ZADD', KEYS[1], score, ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[4])
+return 1
+"""
+
 # Deletes the keys matching each pattern, except KEYS[1] (the generation: a reset is no data loss).
 CLEAR = """
 local n = 0

@@ -7,7 +7,8 @@ that every write goes through and read afresh on a status poll, so the scheduler
 synchronous reads still work. A process claims work with a Lua script that pops the queue
 head and takes a lease in one step, so each request has exactly one runner; it renews the
 leases of its runs, and any process puts a request whose lease expired back in the queue,
-so a runner that dies mid-request does not strand it.
+so a runner that dies mid-request does not strand it. A run that fails with a runner error
+(the queue's retry) goes back in the queue the same way, for any process to claim.
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ class RedisStore(MemoryStore):
         )
         sources = {"submit": scripts.SUBMIT, "claim": scripts.CLAIM, "renew": scripts.RENEW}
         sources |= {"reap": scripts.REAP, "clear": scripts.CLEAR, "restore": scripts.RESTORE}
+        sources |= {"requeue": scripts.REQUEUE}
         self._scripts = {name: self._client.register_script(source) for name, source in sources.items()}
         self._kick, self._wake = asyncio.Event(), asyncio.Event()
         if self._pending:
@@ -196,6 +198,10 @@ class RedisStore(MemoryStore):
     def wake(self) -> None:
         if self._wake is not None:
             self._wake.set()
+
+    def requeue(self, record: RequestRecord) -> None:
+        lease = self._leases.pop((record.namespace, record.id), None)
+        self._put(("requeue", record.namespace, record.id, int(record.priority), lease or ""))
 
     def refresh(self, namespace: str, request_id: str) -> Awaitable[None] | None:
         cached = self._records.get((namespace, request_id))
@@ -305,6 +311,7 @@ class RedisStore(MemoryStore):
     async def _write(self, batch: list[tuple[Any, ...]]) -> None:
         client = self._connected()
         submitted: list[tuple[str, str]] = []
+        requeued = False
         async with client.pipeline(transaction=False) as pipe:
             for op in batch:
                 kind = op[0]
@@ -319,6 +326,11 @@ class RedisStore(MemoryStore):
                     message = f"{self.owner}\nput\n{body}"
                     await self._scripts["submit"](keys, [body, priority, ns, rid, self.channel, message], client=pipe)
                     submitted.append((ns, rid))
+                elif kind == "requeue":
+                    _, ns, rid, priority, lease = op
+                    keys = [self._key("queue", ns), self._key("leases"), self._key("seq"), self._key("namespaces")]
+                    await self._scripts["requeue"](keys, [lease, priority, rid, ns], client=pipe)
+                    requeued = True
                 elif kind == "put":
                     _, ns, rid, done, dequeue, lease, body = op
                     pipe.set(self._key("req", ns, rid), body)
@@ -343,7 +355,7 @@ class RedisStore(MemoryStore):
         for key, rank in zip(submitted, ranks, strict=True):
             if rank is not None:
                 self._positions[key] = int(rank)
-        if submitted:
+        if submitted or requeued:
             self.wake()  # new work: claim it now, not at the next tick
 
     # -- claims, leases, the mirror ---------------------------------------------------------
@@ -526,6 +538,9 @@ def _submit_results(batch: list[tuple[Any, ...]], results: list[Any]) -> list[An
         kind = op[0]
         if kind == "submit":
             paired.append(results[index])
+            index += 1
+        elif kind == "requeue":
+            paired.append(None)
             index += 1
         elif kind == "put":
             paired.append(None)
