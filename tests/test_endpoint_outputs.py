@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from emulator.core.faults import KNOWN_ERRORS
+from emulator.core.fixture_files import Timing
 from emulator.core.models import Failure
 from emulator.endpoints.categories import billable_units, category_for, make_plan, progress_logs, run_seconds
 from emulator.endpoints.documents import EndpointDocument, load_document, load_documents, parse_document
@@ -381,6 +382,20 @@ def test_a_lost_runner_keeps_the_first_half_of_the_progress_and_a_refused_input_
         assert plan.logs[3:] == ((plan.duration, "ERROR", "Runner disconnected"),)
     refused = make_plan(document, {}, {}, profile="realistic", failure=Failure(422, [{"msg": "no"}]))
     assert refused.duration == 0.0 and [level for _, level, _ in refused.logs] == ["ERROR"]
+
+
+def test_a_fixtures_timing_and_logs_lay_out_a_loaded_endpoints_run(documents: dict[str, EndpointDocument]) -> None:
+    """first_token_after is the run's length (or when a fixture's error comes) in any profile; logs spread over it."""
+    document = documents["fal-ai/flux/dev"]
+    timing = Timing(first_token_after=8.0)
+    for profile in ("instant", "realistic"):
+        plan = make_plan(document, {}, {"images": []}, profile=profile, timing=timing, logs=(("Warm", "WARN"),))
+        assert plan.duration == 8.0 and plan.logs[-1][2] == "Generated 1 image (1024x768) in 8.00s"
+        assert (4.0, "WARN", "Warm") in plan.logs
+        failed = make_plan(
+            document, {}, {}, profile=profile, failure=KNOWN_ERRORS["runner_disconnected"], timing=timing
+        )
+        assert failed.duration == 8.0 and failed.logs[-1] == (8.0, "ERROR", "Runner disconnected")
 
 
 def test_loading_the_endpoint_modules_does_not_load_pillow_or_pyav() -> None:

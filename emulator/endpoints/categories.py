@@ -164,26 +164,28 @@ def make_plan(
     A fixture's ``timing`` and ``logs`` win over the category's, as they do for any-llm: with
     no tokens, ``first_token_after`` is when the output comes, the length of the run. A
     ``failure`` with ``lost_after`` (a runner lost mid-run) ends the run at that share of it,
-    after the log lines due before; without, the run fails at once (a refused input).
+    after the log lines due before; without, the run fails before any work (a refused input).
     """
     category = category_for(document)
     defaults = document.input_defaults
     seconds = run_seconds(category, profile, inputs, defaults)
     if timing is not None and timing.first_token_after is not None:
         seconds = timing.first_token_after
+    # A fixture's own lines are spread over the run, as any-llm's are.
+    extra = [((index + 1) / (len(logs) + 1), level, message) for index, (message, level) in enumerate(logs)]
     if failure is not None and lost_after is None:
-        # A refused input fails at once, as fal's apps validate before they start work.
+        # A refused input (or a fixture's error) fails before any work, as fal's apps validate
+        # first: at once, or when a fixture's timing says, as any-llm's fails before its first token.
+        at = timing.first_token_after if timing is not None and timing.first_token_after is not None else 0.0
         return Plan(
             tokens=(),
-            first_token_after=0.0,
+            first_token_after=at,
             seconds_per_token=0.0,
             output={},
             failure=failure,
-            logs=((0.0, "ERROR", failure.message),),
+            logs=(*((share * at, level, message) for share, level, message in extra), (at, "ERROR", failure.message)),
         )
-    lines = _progress(category, document.endpoint_id, inputs, seconds, defaults)
-    # A fixture's own lines are spread over the run, as any-llm's are.
-    lines += [((index + 1) / (len(logs) + 1), level, message) for index, (message, level) in enumerate(logs)]
+    lines = _progress(category, document.endpoint_id, inputs, seconds, defaults) + extra
     lines.sort(key=lambda line: line[0])
     end = 1.0
     if failure is not None and lost_after is not None:
