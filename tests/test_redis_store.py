@@ -52,9 +52,11 @@ def status(api: httpx.Client, request_id: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def paused_pair(tmp_path: Path, redis: RedisServer) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+def paused_pair(
+    tmp_path: Path, redis: RedisServer, lease: str = "1"
+) -> Iterator[tuple[httpx.Client, httpx.Client]]:
     """Two emulator processes on one Redis (one runner each, paused), and a client for each."""
-    options = ["--store", redis.url(lease="1"), "--runners", "1", "--profile", "instant"]
+    options = ["--store", redis.url(lease=lease), "--runners", "1", "--profile", "instant"]
     with (
         emulator_process(tmp_path / "a", options) as a,
         emulator_process(tmp_path / "b", options) as b,
@@ -74,7 +76,9 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 def test_two_processes_share_one_queue(tmp_path: Path, redis: RedisServer) -> None:
     """Positions are global, every process sees the same status, and each request runs (and calls back) once."""
-    with Receiver() as receiver, paused_pair(tmp_path, redis) as (api_a, api_b):
+    # A lease long enough that a stall on a loaded machine cannot hand a running request to the other process
+    # (which would run it, and call back, a second time: that is what a lease is for, but not what this tests).
+    with Receiver() as receiver, paused_pair(tmp_path, redis, lease="30") as (api_a, api_b):
         ids = []
         for n in range(6):
             api = api_a if n % 2 == 0 else api_b
