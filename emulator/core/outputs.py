@@ -184,13 +184,9 @@ class Outputs:
             return dialect.answer(
                 endpoint, inputs, functools.partial(self._choose, endpoint, namespace=namespace, files_url=files_url)
             )
-        return _with_usage(
-            self._choose(endpoint, inputs, namespace=namespace, files_url=files_url), endpoint, inputs
-        )
+        return _with_usage(self._choose(endpoint, inputs, namespace=namespace, files_url=files_url), endpoint, inputs)
 
-    def _choose(
-        self, endpoint: str, inputs: Mapping[str, Any], *, namespace: str, files_url: str | None
-    ) -> Answer:
+    def _choose(self, endpoint: str, inputs: Mapping[str, Any], *, namespace: str, files_url: str | None) -> Answer:
         # Input checks first, so a refused input does not use up one of a fixture's outcomes.
         for check in self.checks:
             failure = check(endpoint, inputs)

@@ -72,7 +72,7 @@ class OpenAIDialect:
             return _embeddings(data)
         except Problem as problem:
             detail = problem.body.get("detail") if isinstance(problem.body, dict) else None
-            return Answer("", failure=Failure(problem.status, detail))
+            return Answer("", failure=Failure(problem.status_code, detail))
 
     def content(self, request: ChatRequest, answer: Answer) -> tuple[str | None, list[JSON]]:
         """The message's content and tool calls, as the request's format and tools ask."""
@@ -179,7 +179,9 @@ def parse_responses(data: JSON) -> tuple[ChatRequest, str | None]:
     if instructions is not None and not isinstance(instructions, str):
         errors.append(invalid_item(["instructions"], "Input should be a valid string", "string_type", instructions))
     if data.get("stream"):
-        errors.append(invalid_item(["stream"], "This emulator answers /responses without streaming", "value_error", True))
+        errors.append(
+            invalid_item(["stream"], "This emulator answers /responses without streaming", "value_error", True)
+        )
     max_tokens = positive_int(data, "max_output_tokens", errors)
     if errors:
         raise Problem(422, {"detail": errors})

@@ -101,7 +101,7 @@ class OpenAISurface:
                 namespace, Submission(endpoint=endpoint, input=body, action=OPENAI_ACTION)
             )
         except Problem as problem:
-            if problem.status != 429:
+            if problem.status_code != 429:
                 raise
             detail = problem.body.get("detail") if isinstance(problem.body, dict) else None
             raise openai_error(429, str(detail or "Too many requests"), problem.headers) from None
@@ -193,7 +193,13 @@ async def chunk_events(scheduler: Scheduler, record: RequestRecord, *, include_u
     def chunk(delta: JSON, finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
         return _sse(
-            {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [choice]}
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            }
         )
 
     yield chunk({"role": "assistant", "content": ""})
