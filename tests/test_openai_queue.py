@@ -236,3 +236,16 @@ async def test_a_run_surface_call_over_the_concurrency_limit_answers_openais_429
     assert refused.headers["retry-after"] == "1"
     assert refused.json()["error"]["type"] == "rate_limit_exceeded"
     assert "Concurrency limit" in refused.json()["error"]["message"]
+
+
+async def test_the_dashboard_shows_a_run_surface_chat_calls_answer(
+    http: httpx.AsyncClient, core: Emulator, clock: ManualClock
+) -> None:
+    """The request page of an openai-SDK-style call shows the message content as text, not only the JSON."""
+    answered = await http.post(f"/run/{CHAT}", json=CHAT_BODY)
+    transport = DrivenTransport(create_app(emulator=core), clock)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as local:
+        page = await local.get(f"/_emulator/ui/requests/{answered.headers['x-fal-request-id']}")
+    assert page.status_code == 200
+    assert '<pre class="answer">echo: through the queue</pre>' in page.text
+    assert "choices[0].message.content" in page.text
