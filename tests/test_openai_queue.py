@@ -249,3 +249,21 @@ async def test_the_dashboard_shows_a_run_surface_chat_calls_answer(
     assert page.status_code == 200
     assert '<pre class="answer">echo: through the queue</pre>' in page.text
     assert "choices[0].message.content" in page.text
+
+
+async def test_a_complete_with_error_fault_fails_a_run_surface_call_in_openai_shape(http: httpx.AsyncClient) -> None:
+    """The request's own lifecycle fault (action openai) fails the call as OpenAI's error; a stream is cut by
+    OpenAI's error event after the half of the answer written before the runner was lost."""
+    rule = {
+        "count": 2,
+        "actions": ["openai"],
+        "fault": {"kind": "complete_with_error", "error_type": "runner_disconnected"},
+    }
+    assert (await http.post("/_emulator/next", json=rule)).status_code == 201
+    whole = await http.post(f"/run/{CHAT}", json=CHAT_BODY)
+    assert whole.status_code == 503 and "error" in whole.json()
+    streamed = await http.post(f"/run/{CHAT}", json={**CHAT_BODY, "stream": True})
+    events = [json.loads(line.removeprefix("data: ")) for line in streamed.text.split("\n\n") if line]
+    assert events[-1]["error"]["code"] == 503
+    text = "".join(event["choices"][0]["delta"].get("content") or "" for event in events[:-1])
+    assert text and "echo: through the queue".startswith(text) and text != "echo: through the queue"
