@@ -324,6 +324,26 @@ def loaded_endpoints() -> Any:
     return answers
 
 
+@scenario
+def openai_chat(model: str, messages: list[dict[str, Any]]) -> Any:
+    """fal's OpenAI-compatible chat id through the queue: subscribe, then submit and result."""
+    endpoint = "openrouter/router/openai/v1/chat/completions"
+    arguments = {"model": model, "messages": messages}
+    updates: list[dict[str, Any]] = []
+    subscribed = fal_client.subscribe(
+        endpoint, arguments, with_logs=True, on_queue_update=lambda status: updates.append(status_json(status))
+    )
+    handle = fal_client.submit(endpoint, arguments)
+    return {
+        "subscribed": subscribed,
+        "updates": updates,
+        "urls": [handle.status_url, handle.response_url],
+        "request_id": handle.request_id,
+        "result": handle.get(),
+        "by_id": fal_client.result(endpoint, handle.request_id),
+    }
+
+
 def main() -> None:
     name, arguments = sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
     print(json.dumps(SCENARIOS[name](**arguments)))

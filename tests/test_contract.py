@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from emulator import Settings, create_app
+from emulator.core.openai_compat import ENDPOINTS as OPENAI_ENDPOINTS
 from tests.conftest import AUTH
 
 # Generated fal_webhook URLs name arbitrary hosts: webhooks go to a mock transport, never the network,
@@ -42,6 +43,7 @@ QUEUED = {
     "POST /fal-ai/any-llm/vision",
     "POST /fal-ai/any-llm/enterprise",
     *(f"POST /openrouter/router{suffix}" for suffix in ("", "/vision", "/enterprise", "/audio", "/video")),
+    *(f"POST /{endpoint}" for endpoint in OPENAI_ENDPOINTS),
 }
 
 

@@ -70,6 +70,20 @@ def test_submit_status_and_result_follow_one_request(server_env: dict[str, str],
     assert answer["result"] == answer["output"]
 
 
+def test_the_openai_chat_id_answers_the_chat_completion_through_the_queue(server_env: dict[str, str]) -> None:
+    """subscribe and submit+result on openrouter/router/openai/v1/chat/completions give the chat.completion,
+    followed on the app id's URLs."""
+    messages = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "echo: from fal_client"}]
+    answer = run_scenario(server_env, "openai_chat", model="openai/gpt-4o", messages=messages)
+    for completion in (answer["subscribed"], answer["result"]):
+        assert completion["object"] == "chat.completion"
+        assert completion["choices"][0]["message"]["content"] == "echo: from fal_client"
+    assert answer["updates"][-1]["kind"] == "Completed"
+    base = f"https://{server_env['FAL_QUEUE_RUN_HOST']}/openrouter/router/requests/{answer['request_id']}"
+    assert answer["urls"] == [f"{base}/status", base]
+    assert answer["by_id"] == answer["result"]
+
+
 def test_subscribe_reports_queue_updates_with_logs(server_env: dict[str, str]) -> None:
     """subscribe calls on_enqueue with the id and on_queue_update until Completed, logs included."""
     answer = run_scenario(server_env, "subscribe", prompt="What is the meaning of life?")

@@ -17,6 +17,7 @@ from emulator import Emulator, ManualClock, Settings, create_app
 from emulator.core.openai_compat import EMBEDDING_DIMENSIONS, instance_from_schema
 from emulator.core.usage import count_tokens
 from tests.conftest import AUTH
+from tests.helpers import DrivenTransport
 from tests.servers import start_server
 
 pytestmark = pytest.mark.anyio
@@ -48,8 +49,9 @@ def core(tmp_path: Path, clock: ManualClock) -> Emulator:
 
 
 @pytest.fixture
-async def http(core: Emulator) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(emulator=core))
+async def http(core: Emulator, clock: ManualClock) -> AsyncIterator[httpx.AsyncClient]:
+    # Each call is a request the scheduler runs on the manual clock: the transport moves it on.
+    transport = DrivenTransport(create_app(emulator=core), clock)
     async with httpx.AsyncClient(transport=transport, base_url="http://emulator.test") as client:
         yield client
 

@@ -17,7 +17,7 @@ from emulator.core.fixture_files import Fixture, Outcome, Timing
 from emulator.core.models import JSON, Failure, Plan
 from emulator.core.usage import usage
 
-__all__ = ["Answer", "Behaviour", "Outputs", "split_tokens"]
+__all__ = ["Answer", "Behaviour", "Dialect", "Outputs", "split_tokens"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +127,22 @@ def _no_behaviour(endpoint: str) -> Behaviour | None:
     return None
 
 
+class Dialect(Protocol):
+    """An endpoint whose input speaks another API (fal's OpenAI-compatible ids) over the generated text.
+
+    It reads the input as the text generator's inputs (``prompt``, ``system_prompt``, ``model``),
+    asks ``text`` for their answer (fixtures first, as on the native endpoints), and writes that
+    answer as its own output: ``Answer.data`` is the whole output, ``Answer.text`` what streams.
+    """
+
+    def answer(self, endpoint: str, inputs: Mapping[str, Any], text: Callable[[Mapping[str, Any]], Answer]) -> Answer:
+        """The answer for an input: a refused input is a 422 failure, as a schema error would be."""
+
+
+def _no_dialect(endpoint: str) -> Dialect | None:
+    return None
+
+
 @dataclass
 class Outputs:
     """Chooses the answer for an input: the first matching fixture, else generated text."""
@@ -137,6 +153,8 @@ class Outputs:
     checks: list[InputCheck] = field(default_factory=list)
     # The behaviour of an endpoint that is not any-llm's (None: any-llm's generated text).
     behaviour_for: Callable[[str], Behaviour | None] = _no_behaviour
+    # The dialect of an endpoint whose input is another API's (None: the input is fal's own).
+    dialect_for: Callable[[str], Dialect | None] = _no_dialect
 
     def __post_init__(self) -> None:
         self._faker_instance: Any = None
@@ -164,9 +182,14 @@ class Outputs:
         self, endpoint: str, inputs: Mapping[str, Any], namespace: str = "", *, files_url: str | None = None
     ) -> Answer:
         """The answer for an input; a fixture with outcomes gives the next one for this namespace."""
-        return _with_usage(self._choose(endpoint, inputs, namespace, files_url), endpoint, inputs)
+        dialect = self.dialect_for(endpoint)
+        if dialect is not None:
+            return dialect.answer(
+                endpoint, inputs, functools.partial(self._choose, endpoint, namespace=namespace, files_url=files_url)
+            )
+        return _with_usage(self._choose(endpoint, inputs, namespace=namespace, files_url=files_url), endpoint, inputs)
 
-    def _choose(self, endpoint: str, inputs: Mapping[str, Any], namespace: str, files_url: str | None) -> Answer:
+    def _choose(self, endpoint: str, inputs: Mapping[str, Any], *, namespace: str, files_url: str | None) -> Answer:
         # Input checks first, so a refused input does not use up one of a fixture's outcomes.
         for check in self.checks:
             failure = check(endpoint, inputs)

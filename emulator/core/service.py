@@ -27,6 +27,7 @@ from emulator.core.ids import IdFactory
 from emulator.core.journal import Journal
 from emulator.core.lifecycle import PROFILES
 from emulator.core.models import JSON, Failure, Priority, RequestRecord, State
+from emulator.core.openai_compat.answers import OpenAIDialect
 from emulator.core.outputs import Outputs
 from emulator.core.queues import LocalQueue, SharedQueueStrategy
 from emulator.core.scheduler import CancelResult, Scheduler, Submission
@@ -170,6 +171,8 @@ class Emulator:
             queue=LocalQueue() if shared is None else SharedQueueStrategy(shared),
         )
         scheduler.concurrency_limit = settings.concurrency_limit
+        # fal's OpenAI-compatible ids answer in OpenAI's JSON over the same text, on either surface.
+        outputs.dialect_for = OpenAIDialect(seed=settings.seed, ids=scheduler.ids, clock=clock).dialect_for
         journal = Journal(settings.journal_size, settings.journal_body_bytes)
         webhooks = Webhooks.build(
             settings.data_dir,
@@ -333,20 +336,16 @@ class Emulator:
         params, body, invalid = self._checked(call)
         if invalid:
             raise validation_problem(invalid)
-        self._check_concurrency(call.namespace)
-        await self.outputs.prepare(call.endpoint, body, call.files_url)
-        scheduler = self.scheduler
-        record = scheduler.submit(
-            call.namespace,
-            Submission(
-                endpoint=call.endpoint,
-                input=body,
-                priority=_priority(params),
-                timeout=_timeout(params),
-                action=call.action,
-                files_url=call.files_url,
-            ),
+        submission = Submission(
+            endpoint=call.endpoint,
+            input=body,
+            priority=_priority(params),
+            timeout=_timeout(params),
+            action=call.action,
+            files_url=call.files_url,
         )
+        record = await self.start_run(call.namespace, submission)
+        scheduler = self.scheduler
         if fault is None and record.rules:
             # Rules a fixture attached to this very request exist only once it is accepted.
             fault = await self._fault(call, record.id, record.rules, scoped_only=True)
@@ -366,6 +365,16 @@ class Emulator:
             reply.fault = fault
             return reply
         return _stream(record, output_events(scheduler, record), fault)
+
+    async def start_run(self, namespace: str, submission: Submission) -> RequestRecord:
+        """Accept a synchronous run as a request (refused while the key is at its concurrency limit).
+
+        The run surface and the OpenAI-compatible surface both start their calls here: each is a
+        request like a queued one (its record, its journal link, its place in the dashboard).
+        """
+        self._check_concurrency(namespace)
+        await self.outputs.prepare(submission.endpoint, submission.input, submission.files_url)
+        return self.scheduler.submit(namespace, submission)
 
     # -- what every call shares ------------------------------------------------------------
 

@@ -141,3 +141,32 @@ describe("@fal-ai/client on openrouter/router", () => {
     assert.equal(result.data.usage.completion_tokens, 3);
   });
 });
+
+describe("@fal-ai/client on the OpenAI-compatible ids, through the queue", () => {
+  test("fal.subscribe on openai/v1/chat/completions returns the chat.completion", async () => {
+    const fal = createFalClient({ credentials: KEY, proxyUrl: { url: emulator.proxyUrl, when: "always" } });
+    const updates = [];
+    const result = await fal.subscribe("openrouter/router/openai/v1/chat/completions", {
+      input: { model: "openai/gpt-4o", messages: [{ role: "user", content: "echo: from the JS client" }] },
+      logs: true,
+      onQueueUpdate: (update) => updates.push(update),
+    });
+    assert.equal(result.data.object, "chat.completion");
+    assert.equal(result.data.choices[0].message.content, "echo: from the JS client");
+    assert.equal(result.data.usage.total_tokens, result.data.usage.prompt_tokens + result.data.usage.completion_tokens);
+    assert.equal(updates.at(-1).status, "COMPLETED");
+    assert.match(result.requestId, /^[0-9a-f-]{36}$/);
+  });
+
+  test("fal.subscribe on openai/v1/embeddings returns the list of vectors", async () => {
+    const fal = createFalClient({ credentials: KEY, proxyUrl: { url: emulator.proxyUrl, when: "always" } });
+    const result = await fal.subscribe("openrouter/router/openai/v1/embeddings", {
+      input: { model: "openai/text-embedding-3-small", input: ["a", "b"], dimensions: 8 },
+    });
+    assert.equal(result.data.object, "list");
+    assert.deepEqual(
+      result.data.data.map((item) => item.embedding.length),
+      [8, 8],
+    );
+  });
+});

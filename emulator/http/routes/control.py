@@ -168,6 +168,8 @@ def _describe(emulator: Emulator, record: RequestRecord) -> JSON:
     if record.failure is not None:
         body["error"] = record.failure.body()
         body["status_code"] = record.failure.status_code
+    elif record.output is not None:
+        body["output"] = record.output
     return body
 
 

@@ -9,7 +9,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator.core.errors import Problem, not_found
-from emulator.core.openai_compat import BASE_PATH, OpenAISurface
+from emulator.core.openai_compat import BASE_PATH
+from emulator.core.openai_compat.surface import OpenAISurface
 from emulator.core.service import Reply
 from emulator.http.common import authenticate, emulator_of, method_not_allowed, problem_response, read_body, render
 from emulator.http.front import ALL_METHODS

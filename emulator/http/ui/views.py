@@ -183,10 +183,16 @@ def output_parts(output: Any) -> list[Part]:
     """The parts of an output worth rendering: its text fields and every media URL in it."""
     parts: list[Part] = []
     if isinstance(output, dict):
-        for key in ("output", "text", "reasoning"):
+        for key in ("output", "text", "output_text", "reasoning"):
             value = output.get(key)
             if isinstance(value, str) and value:
                 parts.append(Part("text", key, value))
+        choices = output.get("choices")  # a chat.completion (the OpenAI-compatible ids)
+        for index, choice in enumerate(choices if isinstance(choices, list) else []):
+            message = choice.get("message") if isinstance(choice, dict) else None
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str) and content:
+                parts.append(Part("text", f"choices[{index}].message.content", content))
     _media(output, "", parts, budget=[50])
     return parts
 
