@@ -118,7 +118,7 @@ async def lifecycles(app: ASGI, n: int) -> None:
 async def lifespan(app: ASGI) -> Callable[[], Awaitable[None]]:
     """Run the app's start-up; return what runs its shutdown."""
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    done: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    done: asyncio.Queue[Message] = asyncio.Queue()
     await queue.put({"type": "lifespan.startup"})
 
     async def send(message: Message) -> None:
