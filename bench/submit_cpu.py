@@ -154,6 +154,8 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
             profiler.dump_stats(args.profile)
             return results
         for name, run in (("submit", submits), ("lifecycle", lifecycles)):
+            if name not in args.cases:
+                continue
             best = float("inf")
             for _ in range(args.repeat):
                 started = time.process_time()
@@ -169,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20_000, help="calls per round (default 20,000)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the best counts (default 3)")
+    parser.add_argument("--cases", default="submit,lifecycle", help="which to measure (default both)")
     parser.add_argument("--profile", help="write a cProfile of one submit round to this file instead")
     parser.add_argument("--emulator-path", help="measure the package in this checkout instead (read at import)")
     parser.add_argument("--data-dir", default="/tmp/submit-cpu-data", help="the emulator's data directory")

@@ -208,3 +208,21 @@ def test_memory_store_expires_completed_requests_by_count() -> None:
     clock.advance(0)
     kept = [r.id for r in records if emulator.scheduler.get(NS, r.id) is not None]
     assert kept == [r.id for r in records[2:]]
+
+
+def test_requests_with_the_same_input_share_one_plan_and_keep_their_own_logs() -> None:
+    """A repeated input runs on the same frozen plan, each record with its own log lines and times."""
+    scheduler, clock = make()
+    first = scheduler.submit(NS, submission("Share a plan"))
+    clock.advance(0.1)
+    second = scheduler.submit(NS, submission("Share a plan"))
+    other = scheduler.submit(NS, submission("Another plan"))
+    clock.advance(1000)
+    assert all(state_of(r) is State.COMPLETED and r.failure is None for r in (first, second, other))
+    assert first.plan is not None and first.plan is second.plan  # its finished form: no log lines
+    assert first.plan.logs == ()
+    assert other.plan is not None and other.plan.tokens != first.plan.tokens
+    assert first.output == second.output
+    assert [line.message for line in first.logs] == [line.message for line in second.logs]
+    assert [line.timestamp for line in first.logs] != [line.timestamp for line in second.logs]
+    assert first.logs is not second.logs

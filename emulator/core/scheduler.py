@@ -18,7 +18,7 @@ from emulator.core.clock import Clock
 from emulator.core.faults import LIFECYCLE_KINDS, Fault, Faults
 from emulator.core.ids import IdFactory
 from emulator.core.lanes import Lane
-from emulator.core.lifecycle import Profile, billable_units, make_plan, queue_wait
+from emulator.core.lifecycle import Profile, billable_units, finished, make_plan, queue_wait
 from emulator.core.models import CANCELLED, JSON, REQUEST_TIMEOUT, Failure, LogLine, Priority, RequestRecord, State
 from emulator.core.outputs import Answer, Outputs, split_tokens
 from emulator.core.queues import LocalQueue, QueueStrategy
@@ -581,7 +581,7 @@ class Scheduler:
         if record.plan is not None and record.plan.logs:
             # No log line is due after the end: what the run wrote is on the record, and a completed
             # record (the store keeps 100,000 of them) need not carry the plan's copy of the lines.
-            record.plan = dataclasses.replace(record.plan, logs=())
+            record.plan = finished(record.plan)
         self._touch(record)
         for listener in self.on_complete:
             listener(record)
