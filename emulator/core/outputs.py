@@ -143,7 +143,7 @@ class Outputs:
         # The fixture each recent input matched (a pure function of four of its fields and the
         # fixtures), and the list it was found in: a reload starts it afresh.
         self._found: dict[tuple[Any, ...], Fixture | None] = {}
-        self._found_in: list[Fixture] | None = None
+        self._found_in: object = None
         self._found_count = 0
 
     @property

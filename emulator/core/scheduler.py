@@ -172,15 +172,17 @@ class Scheduler:
         if answer.faults:
             # A fixture's rules belong to this request alone: they live on its record and go with it.
             record.rules = [rule.bound(namespace, record.id) for rule in answer.faults]
-        fault = self.faults.match(
-            submission.action,
-            namespace,
-            endpoint=submission.endpoint,
-            request_id=record.id,
-            kinds=LIFECYCLE_KINDS,
-            scoped=record.rules,
-        )
-        lane.answers[record.id] = _apply_lifecycle_fault(answer, fault, lane, record)
+        if self.faults.rules or record.rules:
+            fault = self.faults.match(
+                submission.action,
+                namespace,
+                endpoint=submission.endpoint,
+                request_id=record.id,
+                kinds=LIFECYCLE_KINDS,
+                scoped=record.rules,
+            )
+            answer = _apply_lifecycle_fault(answer, fault, lane, record)
+        lane.answers[record.id] = answer
         if submission.files_url is not None:
             lane.files_urls[record.id] = submission.files_url
         if submission.timeout is not None:
@@ -472,10 +474,11 @@ class Scheduler:
         plan = record.plan
         assert plan is not None and record.started_at is not None
         elapsed = self.clock.now() - record.started_at
-        for offset in sorted({offset for offset, _, _ in plan.logs if elapsed < offset < plan.duration}):
+        duration = plan.duration
+        for offset in sorted({offset for offset, _, _ in plan.logs if elapsed < offset < duration}):
             when = record.started_at + offset
             self._timer(lane, record, when, functools.partial(self._log_tick, record, offset))
-        self._timer(lane, record, record.started_at + plan.duration, functools.partial(self._complete, record))
+        self._timer(lane, record, record.started_at + duration, functools.partial(self._complete, record))
 
     def _apply_logs(self, lane: Lane, record: RequestRecord, upto: float) -> bool:
         plan = record.plan
