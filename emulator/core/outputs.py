@@ -144,6 +144,7 @@ class Outputs:
         # fixtures), and the list it was found in: a reload starts it afresh.
         self._found: dict[tuple[Any, ...], Fixture | None] = {}
         self._found_in: object = None
+        self._generated: dict[tuple[str, str | None], Answer] = {}
         self._found_count = 0
 
     @property
@@ -203,10 +204,17 @@ class Outputs:
             return replace(found, logs=fixture.logs, fixture=fixture.name, timing=fixture.timing, faults=outcome.faults)
         wants_reasoning = bool(inputs.get("reasoning"))
         if fixture is None:
-            return Answer(
-                text=self._generate(endpoint, inputs),
-                reasoning=self._generate(endpoint, inputs, words=24, salt="reasoning") if wants_reasoning else None,
-            )
+            text = self._generate(endpoint, inputs)
+            reasoning = self._generate(endpoint, inputs, words=24, salt="reasoning") if wants_reasoning else None
+            # Answers are frozen: one per generated text (memoised too) serves every request that has it.
+            key = (text, reasoning)
+            answer = self._generated.get(key)
+            if answer is None:
+                answer = Answer(text, reasoning)
+                if len(self._generated) >= _TEXTS_KEPT:
+                    del self._generated[next(iter(self._generated))]  # oldest first
+                self._generated[key] = answer
+            return answer
         outcome = self._next_outcome(namespace, fixture)
         reasoning = None
         if wants_reasoning and outcome.reasoning is not None:
