@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from emulator import Emulator, ManualClock, Settings
+from emulator import Emulator, ManualClock, Settings, SystemClock
 from emulator.core.models import Priority, RequestRecord, State
 from emulator.core.scheduler import CancelResult, Scheduler, Submission
 
@@ -226,3 +228,15 @@ def test_requests_with_the_same_input_share_one_plan_and_keep_their_own_logs() -
     assert [line.message for line in first.logs] == [line.message for line in second.logs]
     assert [line.timestamp for line in first.logs] != [line.timestamp for line in second.logs]
     assert first.logs is not second.logs
+
+
+@pytest.mark.anyio
+async def test_instant_runs_drain_a_queue_several_runners_deep_in_one_turn() -> None:
+    """On the system clock, instant runs start and complete in the turn after their submit, runner after runner."""
+    emulator = Emulator.build(Settings(profile="instant", runners=2, seed=1), clock=SystemClock())
+    records = [emulator.scheduler.submit(NS, submission(f"Drain {n}")) for n in range(6)]
+    assert all(state_of(r) is State.IN_QUEUE for r in records)
+    await asyncio.sleep(0)  # one turn of the loop
+    assert [state_of(r) for r in records] == [State.COMPLETED] * 6
+    assert all(r.failure is None and r.output is not None for r in records)
+    assert emulator.scheduler.queue_length(NS) == 0
