@@ -91,3 +91,65 @@ async def test_system_clock_advance_fires_what_falls_due() -> None:
     assert clock.now() - before >= 3600
     assert clock.advance(0) == 0
     assert fired[1:] == []
+
+
+async def test_system_clock_fires_a_chain_of_due_timers_in_one_turn() -> None:
+    """A due timer that sets another due timer has it fired in the same turn of the loop, in order."""
+    clock = SystemClock()
+    seen: list[str] = []
+
+    def start() -> None:
+        seen.append("start")
+        clock.call_at(clock.now(), lambda: seen.append("complete"))
+
+    clock.call_at(clock.now() - 1, start)
+    clock.call_at(clock.now() - 1, lambda: seen.append("second"))
+    assert seen == []  # never inside call_at
+    await asyncio.sleep(0)  # one turn of the loop
+    assert seen == ["start", "second", "complete"]
+
+
+async def test_system_clock_defers_an_endless_chain_of_due_timers_to_later_turns() -> None:
+    """Timers that keep setting due timers cannot hold the loop: each turn fires a bounded number."""
+    clock = SystemClock()
+    fired: list[int] = []
+    done = asyncio.Event()
+
+    def again() -> None:
+        fired.append(len(fired))
+        if len(fired) < 1000:
+            clock.call_at(clock.now(), again)
+        else:
+            done.set()
+
+    clock.call_at(clock.now(), again)
+    await asyncio.sleep(0)
+    first_turn = len(fired)
+    assert 1 < first_turn < 1000
+    await asyncio.sleep(0)
+    assert len(fired) > first_turn
+    await asyncio.wait_for(done.wait(), timeout=5)
+    assert fired == list(range(1000))
+
+
+async def test_system_clock_skips_a_cancelled_due_timer_and_survives_a_failing_one() -> None:
+    """A cancelled due timer never fires, and one that raises is reported without stopping the rest."""
+    clock = SystemClock()
+    seen: list[str] = []
+    reported: list[BaseException] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: reported.append(context["exception"]))
+    try:
+
+        def fail() -> None:
+            raise RuntimeError("boom")
+
+        clock.call_at(clock.now(), lambda: seen.append("a"))
+        clock.call_at(clock.now(), fail)
+        clock.call_at(clock.now(), lambda: seen.append("cancelled")).cancel()
+        clock.call_at(clock.now(), lambda: seen.append("b"))
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert seen == ["a", "b"]
+    assert [str(exc) for exc in reported] == ["boom"]

@@ -136,3 +136,25 @@ def test_max_tokens_sets_the_length_of_generated_text_up_to_the_maximum() -> Non
     assert words(max_tokens=500) == 500
     assert words(max_tokens=4000) == MAX_GENERATED_WORDS
     assert 40 <= words() <= 120
+
+
+def test_a_repeated_input_matches_the_fixtures_loaded_now(outputs: Outputs, tmp_path: Path) -> None:
+    """The fixture an input matched is remembered only as long as the fixtures stay the same."""
+    inputs = {"prompt": "Hello", "model": "m"}
+    assert outputs.answer("fal-ai/any-llm", inputs).fixture == "exact"
+    assert outputs.answer("fal-ai/any-llm", inputs).fixture == "exact"
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "c.yaml").write_text('fixtures: [{name: other, match: {prompt: "Hello"}, output: "other"}]')
+    outputs.fixtures = load_fixtures([tmp_path / "b"])  # a reload
+    assert outputs.answer("fal-ai/any-llm", inputs).fixture == "other"
+    outputs.fixtures.clear()  # changed in place
+    assert outputs.answer("fal-ai/any-llm", inputs).fixture is None
+
+
+def test_an_input_of_another_type_than_text_is_matched_as_before(outputs: Outputs) -> None:
+    """A prompt that is no string never matches a text fixture, and is not mixed up with one that is."""
+    assert outputs.answer("fal-ai/any-llm", {"prompt": "Hello"}).fixture == "exact"
+    assert outputs.find("fal-ai/any-llm", {"prompt": ["Hello"]}) is None
+    by_model = outputs.find("fal-ai/any-llm", {"prompt": ["Hello"], "model": "openai/gpt-4o"})
+    assert by_model is not None
+    assert by_model.name == "by-model"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from emulator import Emulator, ManualClock, Settings
+from emulator import Emulator, ManualClock, Settings, SystemClock
 from emulator.core.models import Priority, RequestRecord, State
 from emulator.core.scheduler import CancelResult, Scheduler, Submission
 
@@ -208,3 +210,33 @@ def test_memory_store_expires_completed_requests_by_count() -> None:
     clock.advance(0)
     kept = [r.id for r in records if emulator.scheduler.get(NS, r.id) is not None]
     assert kept == [r.id for r in records[2:]]
+
+
+def test_requests_with_the_same_input_share_one_plan_and_keep_their_own_logs() -> None:
+    """A repeated input runs on the same frozen plan, each record with its own log lines and times."""
+    scheduler, clock = make()
+    first = scheduler.submit(NS, submission("Share a plan"))
+    clock.advance(0.1)
+    second = scheduler.submit(NS, submission("Share a plan"))
+    other = scheduler.submit(NS, submission("Another plan"))
+    clock.advance(1000)
+    assert all(state_of(r) is State.COMPLETED and r.failure is None for r in (first, second, other))
+    assert first.plan is not None and first.plan is second.plan  # its finished form: no log lines
+    assert first.plan.logs == ()
+    assert other.plan is not None and other.plan.tokens != first.plan.tokens
+    assert first.output == second.output
+    assert [line.message for line in first.logs] == [line.message for line in second.logs]
+    assert [line.timestamp for line in first.logs] != [line.timestamp for line in second.logs]
+    assert first.logs is not second.logs
+
+
+@pytest.mark.anyio
+async def test_instant_runs_drain_a_queue_several_runners_deep_in_one_turn() -> None:
+    """On the system clock, instant runs start and complete in the turn after their submit, runner after runner."""
+    emulator = Emulator.build(Settings(profile="instant", runners=2, seed=1), clock=SystemClock())
+    records = [emulator.scheduler.submit(NS, submission(f"Drain {n}")) for n in range(6)]
+    assert all(state_of(r) is State.IN_QUEUE for r in records)
+    await asyncio.sleep(0)  # one turn of the loop
+    assert [state_of(r) for r in records] == [State.COMPLETED] * 6
+    assert all(r.failure is None and r.output is not None for r in records)
+    assert emulator.scheduler.queue_length(NS) == 0

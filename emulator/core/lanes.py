@@ -69,6 +69,8 @@ class Lane:
         return False
 
     def moved(self) -> None:
+        if not self.movement:  # nobody waits on a queued request's position
+            return
         movement, self.movement = self.movement, []
         for future in movement:
             if not future.done():

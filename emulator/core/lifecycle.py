@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ from emulator.core.catalog import billable_units, token_rate
 from emulator.core.models import Plan
 from emulator.core.outputs import Answer, split_tokens
 
-__all__ = ["PROFILES", "Profile", "billable_units", "make_plan", "queue_wait"]
+__all__ = ["PROFILES", "Profile", "billable_units", "finished", "make_plan", "queue_wait"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,14 @@ def _generated(tokens: int, seconds: str) -> str:
     return f"Generated {tokens} tokens in {seconds}s"
 
 
+# Plans by everything that decides them: a plan is frozen, a pure function of its answer, profile
+# and model, and requests repeat their inputs; one plan (and its output object) serves them all.
+_PLANS_KEPT = 1024
+_plans: dict[tuple[Answer, Profile, object], Plan] = {}
+# The finished form of each recent plan (no log lines: a completed record has them), by the plan's id.
+_finished: dict[int, tuple[Plan, Plan]] = {}
+
+
 def make_plan(answer: Answer, profile: Profile, model: str | None) -> Plan:
     """Lay out one run: when each token appears, which log lines are written when, how it ends.
 
@@ -58,6 +67,35 @@ def make_plan(answer: Answer, profile: Profile, model: str | None) -> Plan:
     """
     if answer.planner is not None:  # an endpoint with a behaviour of its own lays out its run
         return answer.planner(answer, profile.name)
+    key = (answer, profile, model)
+    try:
+        plan = _plans.get(key)
+    except TypeError:  # an answer holding a list or a dict (a failure's details, say): no memo
+        return _make_plan(answer, profile, model)
+    if plan is None:
+        plan = _make_plan(answer, profile, model)
+        if len(_plans) >= _PLANS_KEPT:
+            del _plans[next(iter(_plans))]  # oldest first
+        _plans[key] = plan
+    return plan
+
+
+def finished(plan: Plan) -> Plan:
+    """The plan a completed record keeps: the same, without its log lines (they are on the record)."""
+    if not plan.logs:
+        return plan
+    known = _finished.get(id(plan))
+    if known is not None and known[0] is plan:
+        return known[1]
+    done = dataclasses.replace(plan, logs=())
+    if len(_finished) >= _PLANS_KEPT:
+        del _finished[next(iter(_finished))]
+    # The entry holds the plan itself, so its id cannot be reused by another plan while it is here.
+    _finished[id(plan)] = (plan, done)
+    return done
+
+
+def _make_plan(answer: Answer, profile: Profile, model: str | None) -> Plan:
     tokens = split_tokens(answer.text) if answer.text else ()
     if answer.failure is not None and answer.lost_after is not None:
         tokens = tokens[: int(len(tokens) * answer.lost_after)]  # what streamed before the runner was lost

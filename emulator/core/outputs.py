@@ -161,6 +161,12 @@ class Outputs:
         self._calls: dict[tuple[str, str], int] = {}
         # Generated texts by everything that decides them: Faker is slow and tests repeat prompts.
         self._texts: dict[tuple[Any, ...], str] = {}
+        # The fixture each recent input matched (a pure function of four of its fields and the
+        # fixtures), and the list it was found in: a reload starts it afresh.
+        self._found: dict[tuple[Any, ...], Fixture | None] = {}
+        self._found_in: object = None
+        self._generated: dict[tuple[str, str | None], Answer] = {}
+        self._found_count = 0
 
     @property
     def _faker(self) -> Any:
@@ -173,6 +179,25 @@ class Outputs:
         return self._faker_instance
 
     def find(self, endpoint: str, inputs: Mapping[str, Any]) -> Fixture | None:
+        """The first fixture that matches the input, if any."""
+        get = inputs.get
+        key = (endpoint, get("model"), get("prompt"), get("system_prompt"))
+        fixtures = self.fixtures
+        if self._found_in is not fixtures or self._found_count != len(fixtures):  # fixtures reloaded
+            self._found.clear()
+            self._found_in, self._found_count = fixtures, len(fixtures)
+        # A match reads only these fields, and only text (or None) as text: others are not memoised.
+        if all(value is None or type(value) is str for value in key[1:]):
+            if key in self._found:
+                return self._found[key]
+            found = self._first_match(endpoint, inputs)
+            if len(self._found) >= _TEXTS_KEPT:
+                del self._found[next(iter(self._found))]  # oldest first
+            self._found[key] = found
+            return found
+        return self._first_match(endpoint, inputs)
+
+    def _first_match(self, endpoint: str, inputs: Mapping[str, Any]) -> Fixture | None:
         for fixture in self.fixtures:
             if fixture.matches(endpoint, inputs):
                 return fixture
@@ -205,10 +230,17 @@ class Outputs:
             return replace(found, logs=fixture.logs, fixture=fixture.name, timing=fixture.timing, faults=outcome.faults)
         wants_reasoning = bool(inputs.get("reasoning"))
         if fixture is None:
-            return Answer(
-                text=self._generate(endpoint, inputs),
-                reasoning=self._generate(endpoint, inputs, words=24, salt="reasoning") if wants_reasoning else None,
-            )
+            text = self._generate(endpoint, inputs)
+            reasoning = self._generate(endpoint, inputs, words=24, salt="reasoning") if wants_reasoning else None
+            # Answers are frozen: one per generated text (memoised too) serves every request that has it.
+            key = (text, reasoning)
+            answer = self._generated.get(key)
+            if answer is None:
+                answer = Answer(text, reasoning)
+                if len(self._generated) >= _TEXTS_KEPT:
+                    del self._generated[next(iter(self._generated))]  # oldest first
+                self._generated[key] = answer
+            return answer
         outcome = self._next_outcome(namespace, fixture)
         reasoning = None
         if wants_reasoning and outcome.reasoning is not None:
@@ -246,17 +278,17 @@ class Outputs:
                 del self._calls[key]
 
     def _generate(self, endpoint: str, inputs: Mapping[str, Any], *, words: int | None = None, salt: str = "") -> str:
-        fields = [self.seed, salt, endpoint, inputs.get("model"), inputs.get("prompt"), inputs.get("system_prompt")]
+        get = inputs.get
+        values = (self.seed, salt, endpoint, get("model"), get("prompt"), get("system_prompt"), get("max_tokens"))
         # The text is a pure function of these (Faker is reseeded for every text). Types are part
         # of the memo's key because 1, 1.0 and True are one key in a dict but differ in the seed.
-        max_tokens = inputs.get("max_tokens")
-        memo: tuple[Any, ...] = (*((type(v), v) for v in [*fields, max_tokens]), words, self.default_length)
+        memo = (values, tuple(map(type, values)), words, self.default_length)
         try:
             text = self._texts.get(memo)
         except TypeError:  # an unhashable field (a list, say): no memo
-            return self._write(_seed_key(fields), inputs, words)
+            return self._write(_seed_key(list(values[:-1])), inputs, words)
         if text is None:
-            text = self._write(_seed_key(fields), inputs, words)
+            text = self._write(_seed_key(list(values[:-1])), inputs, words)
             if len(self._texts) >= _TEXTS_KEPT:
                 del self._texts[next(iter(self._texts))]  # oldest first
             self._texts[memo] = text

@@ -18,7 +18,7 @@ from emulator.core.clock import Clock
 from emulator.core.faults import LIFECYCLE_KINDS, Fault, Faults
 from emulator.core.ids import IdFactory
 from emulator.core.lanes import Lane
-from emulator.core.lifecycle import Profile, billable_units, make_plan, queue_wait
+from emulator.core.lifecycle import Profile, billable_units, finished, make_plan, queue_wait
 from emulator.core.models import CANCELLED, JSON, REQUEST_TIMEOUT, Failure, LogLine, Priority, RequestRecord, State
 from emulator.core.outputs import Answer, Outputs
 from emulator.core.queues import LocalQueue, QueueStrategy
@@ -175,15 +175,17 @@ class Scheduler:
         if answer.faults:
             # A fixture's rules belong to this request alone: they live on its record and go with it.
             record.rules = [rule.bound(namespace, record.id) for rule in answer.faults]
-        fault = self.faults.match(
-            submission.action,
-            namespace,
-            endpoint=submission.endpoint,
-            request_id=record.id,
-            kinds=LIFECYCLE_KINDS,
-            scoped=record.rules,
-        )
-        lane.answers[record.id] = _apply_lifecycle_fault(answer, fault, lane, record)
+        if self.faults.rules or record.rules:
+            fault = self.faults.match(
+                submission.action,
+                namespace,
+                endpoint=submission.endpoint,
+                request_id=record.id,
+                kinds=LIFECYCLE_KINDS,
+                scoped=record.rules,
+            )
+            answer = _apply_lifecycle_fault(answer, fault, lane, record)
+        lane.answers[record.id] = answer
         if submission.files_url is not None:
             lane.files_urls[record.id] = submission.files_url
         if submission.timeout is not None:
@@ -478,10 +480,11 @@ class Scheduler:
         plan = record.plan
         assert plan is not None and record.started_at is not None
         elapsed = self.clock.now() - record.started_at
-        for offset in sorted({offset for offset, _, _ in plan.logs if elapsed < offset < plan.duration}):
+        duration = plan.duration
+        for offset in sorted({offset for offset, _, _ in plan.logs if elapsed < offset < duration}):
             when = record.started_at + offset
             self._timer(lane, record, when, functools.partial(self._log_tick, record, offset))
-        self._timer(lane, record, record.started_at + plan.duration, functools.partial(self._complete, record))
+        self._timer(lane, record, record.started_at + duration, functools.partial(self._complete, record))
 
     def _apply_logs(self, lane: Lane, record: RequestRecord, upto: float) -> bool:
         plan = record.plan
@@ -589,7 +592,7 @@ class Scheduler:
         if record.plan is not None and record.plan.logs:
             # No log line is due after the end: what the run wrote is on the record, and a completed
             # record (the store keeps 100,000 of them) need not carry the plan's copy of the lines.
-            record.plan = dataclasses.replace(record.plan, logs=())
+            record.plan = finished(record.plan)
         self._touch(record)
         for listener in self.on_complete:
             listener(record)

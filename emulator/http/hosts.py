@@ -8,6 +8,7 @@ base URLs to hand out.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -76,7 +77,14 @@ def routed(scope: Scope, surface: str, path: str, urls: PublicURLs, **changes: A
 def urls_of(request: Request) -> PublicURLs:
     """The request's surface URLs, as ``FalHosts`` worked them out (or, without it, by prefix)."""
     urls = request.scope.get(URLS_KEY)
-    return urls if isinstance(urls, PublicURLs) else PublicURLs.under(origin_of(request.scope))
+    return urls if isinstance(urls, PublicURLs) else _under(origin_of(request.scope))
+
+
+# Clients reach the emulator by a handful of origins: one frozen set of URLs each, not four new
+# strings per call (every submit asks for its CDN URL).
+@functools.lru_cache(maxsize=256)
+def _under(origin: str) -> PublicURLs:
+    return PublicURLs.under(origin)
 
 
 def host_of(scope: Scope) -> tuple[str, int | None]:
