@@ -47,11 +47,24 @@ QUEUED = {
 }
 
 
+def _integral_float(value: Any) -> bool:
+    """Whether a body holds a float with no fractional part (1.0, 1e300) anywhere."""
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, dict):
+        return any(_integral_float(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_integral_float(item) for item in value)
+    return False
+
+
 @schema.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_spec(case: schemathesis.Case[Any]) -> None:
     """No server errors; status codes, content types, headers and bodies match the spec."""
     excluded: list[Any] = [positive_data_acceptance] if case.operation.label in RUNS_IMAGES else []
-    if case.operation.label in QUEUED:
+    # fal's apps (pydantic, lax) take a float with no fractional part where an integer is declared, as JSON
+    # Schema does; the generator may offer one (1e300) as an integer field's negative case.
+    if case.operation.label in QUEUED or _integral_float(case.body):
         excluded.append(negative_data_rejection)
     case.call_and_validate(headers=AUTH, excluded_checks=excluded)
