@@ -1,10 +1,11 @@
 """The any-llm model catalogue: what a model costs and how fast it writes.
 
 Which names the endpoints accept is the input schema's business: ``AnyLlmModel`` in the
-built-in any-llm documents (``emulator/endpoints/builtin/``), the one list of names. This module holds what fal says about some of them
-(the premium list, charged at ten times the standard rate) and what the emulator makes up
-about them (token rates), and can open the schema to any ``provider/name`` for teams that
-call a model fal added after this list was written (``--any-model``).
+built-in any-llm documents (``emulator/endpoints/builtin/``), the one list of names. This
+module holds what fal says about some of them (the premium list, charged at ten times the
+standard rate) and what the emulator makes up about them (token rates), and can open the
+schema to any ``provider/name`` for teams that call a model fal added after this list was
+written (``--any-model``).
 """
 
 from __future__ import annotations

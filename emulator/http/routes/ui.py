@@ -153,6 +153,10 @@ def _common(request: Request, emulator: Emulator, title: str) -> dict[str, Any]:
 # -- pages -----------------------------------------------------------------------------------
 
 
+def _served(emulator: Emulator) -> str:
+    return ", ".join(sorted(emulator.endpoints.endpoint_ids))
+
+
 def _filters(request: Request, emulator: Emulator) -> views.Filters:
     params = request.query_params
     status = params.get("status", "").upper()
@@ -162,7 +166,7 @@ def _filters(request: Request, emulator: Emulator) -> views.Filters:
     if endpoint and endpoint not in emulator.endpoints:
         raise HTTPProblem(
             400,
-            {"detail": f"no endpoint {endpoint!r}; the emulator serves {', '.join(sorted(emulator.endpoints.endpoint_ids))}"},
+            {"detail": f"no endpoint {endpoint!r}; the emulator serves {_served(emulator)}"},
         )
     raw_limit = params.get("limit", str(views.DEFAULT_LIMIT))
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= views.MAX_LIMIT:
@@ -228,7 +232,7 @@ async def playground_page(request: Request, emulator: Emulator) -> Response:
     if operation is None:
         raise HTTPProblem(
             404,
-            {"detail": f"No endpoint {endpoint!r}; the emulator serves {', '.join(sorted(emulator.endpoints.endpoint_ids))}"},
+            {"detail": f"No endpoint {endpoint!r}; the emulator serves {_served(emulator)}"},
         )
     context = _common(request, emulator, f"Playground: {endpoint}")
     return HTMLResponse(
