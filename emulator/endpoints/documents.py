@@ -4,7 +4,8 @@ fal publishes one document per endpoint (``/api/openapi/queue/openapi.json?endpo
 ``info["x-fal-metadata"]`` names the endpoint and its category, ``POST /<id>`` takes the
 ``<Name>Input`` schema and ``GET /<id>/requests/{request_id}`` answers ``<Name>Output``. This
 module turns such a document into an :class:`EndpointDocument`; anything else is refused with a
-:class:`DocumentError` whose message is one line naming the file and what is missing.
+:class:`DocumentError` whose message is one line naming the file and what is missing. The
+built-in endpoints (any-llm, the openrouter/router family) are such documents too, in ``builtin/``.
 """
 
 from __future__ import annotations
