@@ -179,7 +179,8 @@ class Settings:
     )
     spec_path: Path = _option(
         DEFAULT_SPEC_PATH,
-        "the OpenAPI document requests are checked against",
+        "the OpenAPI document of what every endpoint shares (queue operations, parameters, errors); "
+        "each endpoint's input and output come from its fal document",
         default_text="the bundled openapi.yaml",
         flag="--spec",
         metavar="FILE",

@@ -149,6 +149,22 @@ async def test_the_playground_has_a_form_per_endpoint(local: httpx.AsyncClient) 
     assert missing.status_code == 404 and "fal-ai/any-llm" in missing.text
 
 
+async def test_the_dashboard_lists_every_endpoint_of_the_registry(local: httpx.AsyncClient) -> None:
+    """The built-in endpoints and one loaded at run time are listed, filterable and have a playground."""
+    document = Path(__file__).parent / "data" / "fal-openapi" / "fal-ai__esrgan.json"
+    before = await local.get("/_emulator/ui/playground/fal-ai/esrgan")
+    assert before.status_code == 404 and "openrouter/router/video" in before.text
+    put = await local.put("/_emulator/endpoints", content=document.read_bytes())
+    assert put.status_code == 200, put.text
+    page = await local.get("/_emulator/ui/playground/fal-ai/esrgan")
+    assert page.status_code == 200
+    assert 'data-name="image_url"' in page.text
+    queue = await local.get("/_emulator/ui/", params={"endpoint": "fal-ai/esrgan"})
+    assert queue.status_code == 200
+    for endpoint_id in ("fal-ai/any-llm", "openrouter/router/audio", "fal-ai/esrgan"):
+        assert endpoint_id in queue.text
+
+
 def test_form_fields_follow_the_input_schema(core: Emulator) -> None:
     """Types, enums, defaults, bounds and examples come from the spec; required fields come first."""
     operation = core.spec.operation("submit", "fal-ai/any-llm")

@@ -272,7 +272,8 @@ def test_with_a_control_token_the_page_opens_once_given_it_and_its_buttons_work(
     """?token= opens the dashboard (then kept in a cookie); its Pause button passes the control API's check."""
     with serve(tmp_path, control_token="t0ken") as server:
         driver.get(f"{server.base_url}/_emulator/ui/")
-        assert "needs the control token" in driver.page_source
+        # A loaded machine can hand back the page source before the page is in it: wait for it.
+        browser.wait_for(driver, lambda d: "needs the control token" in d.page_source, "the token page")
         open_live(driver, f"{server.base_url}/_emulator/ui/?token=t0ken")
         assert "token" not in driver.current_url
         driver.find_element(*by_css("button[data-control=pause]")).click()

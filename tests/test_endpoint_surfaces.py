@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from emulator import Emulator, ManualClock, Settings, create_app
-from emulator.endpoints.documents import load_document
+from emulator.endpoints.documents import builtin_documents, load_document
 from emulator.endpoints.inputs import example_input
 from emulator.webhooks import verify
 from tests.conftest import AUTH
@@ -28,6 +28,7 @@ T = TypeVar("T")
 DATA = Path(__file__).parent / "data" / "fal-openapi"
 BASE = "http://emulator.test"
 DOCUMENTS = {load_document(path).endpoint_id: load_document(path) for path in FILES}
+BUILTIN = {document.endpoint_id for document in builtin_documents()}
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ async def driven(clock: ManualClock, call: Awaitable[T], deadline_seconds: float
 def test_every_document_in_the_folder_is_loaded(core: Emulator) -> None:
     """``--endpoints`` with a folder loads each of its 22 documents as a routed endpoint."""
     assert len(DOCUMENTS) == 22
-    assert {endpoint.endpoint_id for endpoint in core.endpoints} == set(DOCUMENTS)
+    assert {endpoint.endpoint_id for endpoint in core.endpoints} == set(DOCUMENTS) | BUILTIN
     assert set(DOCUMENTS) <= core.spec.endpoints
     assert "fal-ai/any-llm" in core.spec.endpoints
 
@@ -206,7 +207,7 @@ async def test_a_document_put_at_run_time_answers_at_once(tmp_path: Path) -> Non
         }
         assert (await http.post("/fal-ai/recraft-v3", json={"prompt": "x"})).status_code == 200
         listed = (await http.get("/_emulator/endpoints")).json()["endpoints"]
-        assert [item["endpoint_id"] for item in listed] == ["fal-ai/recraft-v3"]
+        assert [item["endpoint_id"] for item in listed] == [*sorted(BUILTIN), "fal-ai/recraft-v3"]
         served = await http.get("/api/openapi/queue/openapi.json", params={"endpoint_id": "fal-ai/recraft-v3"})
         assert served.status_code == 200
         again = await http.put("/_emulator/endpoints", content=text)

@@ -176,9 +176,15 @@ def wait_for_requests(base: str, count: int) -> None:
     raise AssertionError(f"fewer than {count} requests appeared")
 
 
-def read_stream(url: str) -> bytes:
+def read_stream(url: str, opened: threading.Event | None = None) -> bytes:
+    """The whole stream; ``opened`` is set once its first bytes arrived (the server holds it open)."""
+    chunks = []
     with httpx.stream("GET", url, headers=AUTH, timeout=60) as response:
-        return b"".join(response.iter_bytes())
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            if opened is not None:
+                opened.set()
+    return b"".join(chunks)
 
 
 @pytest.mark.process
@@ -186,11 +192,14 @@ def test_sigterm_answers_waiting_callers_503_ends_streams_and_exits(tmp_path: Pa
     """SIGTERM with a /run waiting and a status stream open: the run gets 503, the stream ends, exit 0, no traceback."""
     with serve(tmp_path, "--clock", "manual", "--shutdown-seconds", "0.5") as server:
         submitted = httpx.post(f"{server.base}/fal-ai/any-llm", json={"prompt": "hi"}, headers=AUTH).json()
-        stream, streamed = in_background(lambda: read_stream(submitted["status_url"] + "/stream"))
+        opened = threading.Event()
+        stream, streamed = in_background(lambda: read_stream(submitted["status_url"] + "/stream", opened))
         run, ran = in_background(
             lambda: httpx.post(f"{server.base}/run/fal-ai/any-llm", json={"prompt": "hi"}, headers=AUTH, timeout=60)
         )
         wait_for_requests(server.base, 2)
+        # Two requests existing does not mean the stream is open yet: wait for its first event.
+        assert opened.wait(timeout=30)
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=30) == 0
         run.join(timeout=30)

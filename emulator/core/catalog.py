@@ -1,10 +1,11 @@
 """The any-llm model catalogue: what a model costs and how fast it writes.
 
-Which names the endpoints accept is the input schema's business: ``AnyLlmModel`` in
-openapi.yaml, the one list of names. This module holds what fal says about some of them
-(the premium list, charged at ten times the standard rate) and what the emulator makes up
-about them (token rates), and can open the schema to any ``provider/name`` for teams that
-call a model fal added after this list was written (``--any-model``).
+Which names the endpoints accept is the input schema's business: ``AnyLlmModel`` in the
+built-in any-llm documents (``emulator/endpoints/builtin/``), the one list of names. This
+module holds what fal says about some of them (the premium list, charged at ten times the
+standard rate) and what the emulator makes up about them (token rates), and can open the
+schema to any ``provider/name`` for teams that call a model fal added after this list was
+written (``--any-model``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from emulator.core.spec import Spec, load_yaml
+from emulator.core.spec import DEFAULT_SPEC_PATH, Spec
+from emulator.endpoints.documents import EndpointDocument, builtin_documents, parse_document
 
 MODEL_SCHEMA = "AnyLlmModel"
 # Any OpenRouter-style name: a provider, a slash, a model (variants such as ``:free`` included).
@@ -88,7 +88,7 @@ def token_rate(model: str | None) -> float:
 
 
 def open_models(document: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAPI document with ``AnyLlmModel`` taking any ``provider/name`` instead of its list."""
+    """An OpenAPI document with ``AnyLlmModel`` taking any ``provider/name`` instead of its list."""
     schemas = document["components"]["schemas"]
     listed = schemas[MODEL_SCHEMA]
     opened = {key: value for key, value in listed.items() if key != "enum"}
@@ -100,9 +100,19 @@ def open_models(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "components": {**document["components"], "schemas": {**schemas, MODEL_SCHEMA: opened}}}
 
 
-def load_spec(path: Path, *, any_model: bool = False) -> Spec:
-    """openapi.yaml, opened to any model name when ``any_model`` is set."""
+def builtin_endpoints(*, any_model: bool = False) -> list[EndpointDocument]:
+    """The built-in endpoints' documents; with ``any_model``, any-llm's open to any model name."""
+    documents = builtin_documents()
     if not any_model:
-        return Spec.load(path)
-    document = open_models(load_yaml(path.read_text(encoding="utf-8")))
-    return Spec(document, yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+        return documents
+    return [
+        parse_document(open_models(document.raw), document.source)
+        if MODEL_SCHEMA in document.raw["components"]["schemas"]
+        else document
+        for document in documents
+    ]
+
+
+def load_spec(path: Path = DEFAULT_SPEC_PATH, *, any_model: bool = False) -> Spec:
+    """openapi.yaml with the built-in endpoints, any-llm's opened to any model name when ``any_model`` is set."""
+    return Spec.load(path, builtin_endpoints(any_model=any_model))

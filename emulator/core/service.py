@@ -145,9 +145,13 @@ class Emulator:
         spec = spec or load_spec(settings.spec_path, any_model=settings.any_model)
         # Uploaded files (the storage surfaces) live in the data directory; nothing is written until an upload.
         files = Storage(settings.data_dir / "storage", clock=clock, max_bytes=settings.max_upload_bytes)
-        endpoints = EndpointRegistry()
+        # The built-in endpoints first (the ones the spec was loaded with), then the loaded ones: a loaded
+        # document for a built-in id replaces it. Each endpoint reaches the spec the same way.
+        endpoints = EndpointRegistry(spec.documents)
         for document in load_documents(settings.endpoints):
-            spec.add_endpoint(document.endpoint_id, endpoints.add(document).validator.operation)
+            endpoints.add(document)
+        for endpoint in endpoints:
+            spec.add_endpoint(endpoint.document, endpoint.validator.operation)
         generated = GeneratedOutputs(
             endpoints, files, seed=settings.seed, default_files_url=f"http://{settings.host}:{settings.port}/cdn"
         )
@@ -201,7 +205,7 @@ class Emulator:
     def load_endpoint(self, document: EndpointDocument) -> Endpoint:
         """Add (or replace) an endpoint from its document; its queue and run surfaces answer at once."""
         endpoint = self.endpoints.add(document)
-        self.spec.add_endpoint(document.endpoint_id, endpoint.validator.operation)
+        self.spec.add_endpoint(document, endpoint.validator.operation)
         return endpoint
 
     # -- the life of the process -------------------------------------------------------------

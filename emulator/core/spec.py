@@ -1,8 +1,9 @@
-"""openapi.yaml, loaded once: the operations it declares and request validation against it.
+"""The emulated API, loaded once: the operations it declares and request validation against it.
 
-The emulator has no other copy of the API's schemas: which endpoints exist, their
-inputs, defaults and parameters all come from this document. Errors are reported the
-way fal's FastAPI apps report them (``{"detail": [{"loc", "msg", "type", ...}]}``).
+openapi.yaml holds what every endpoint shares (queue parameters, status, errors, the queue and
+run operations written once); each endpoint's input and output come from its fal document
+(the built-in ones in ``emulator/endpoints/builtin/`` and any loaded), added to it here. Errors
+are reported the way fal's FastAPI apps report them (``{"detail": [{"loc", "msg", "type", ...}]}``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import jsonschema_rs
 import orjson
@@ -26,6 +27,8 @@ from emulator.core.models import JSON
 
 if TYPE_CHECKING:
     import jsonschema
+
+    from emulator.endpoints.documents import EndpointDocument
 
 DEFAULT_SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
@@ -419,6 +422,8 @@ def _passes(check: Callable[[Any], bool] | None, data: Any) -> bool:
 
 
 _NAMESPACES = frozenset({"workflows", "comfy"})
+# openapi.yaml's paths every endpoint gets, with ``{endpoint_id}``, ``{Name}``, ``{Input}`` and ``{Output}`` filled in.
+ENDPOINT_PATHS = "x-emulator-endpoint-paths"
 # The actions that carry an endpoint's input (the others address one request, whatever its endpoint).
 _BODY_ACTIONS = ("submit", "run", "run_stream")
 
@@ -432,33 +437,58 @@ def app_id_of(endpoint: str) -> str:
 
 
 class Spec:
-    """The loaded document and its operations by action and endpoint."""
+    """The emulated API: openapi.yaml's shared part with every endpoint added, and the operations by
+    action and endpoint.
 
-    def __init__(self, document: JSON, source_text: str) -> None:
-        self.document = document
-        self.source_text = source_text
-        self.json_text = json.dumps(document, separators=(",", ":"))
+    openapi.yaml declares what every endpoint shares (``x-emulator-endpoint-paths``: the queue and
+    run operations, written once) and the surfaces of their own (the OpenAI-compatible one). Each
+    endpoint comes from its fal document (:meth:`add_endpoint`): the built-in ones and any loaded.
+    """
+
+    def __init__(self, base: JSON, documents: Iterable[EndpointDocument] = ()) -> None:
+        self.base = base
+        self._documents: dict[str, EndpointDocument] = {}
+        # The whole document and its two texts, built when first served and again after a change.
+        self._built: dict[str, Any] = {}
         self._operations: dict[tuple[str, str | None], Operation] = {}
-        for path, item in document["paths"].items():
+        for path, item in base.get("paths", {}).items():
             for method, raw in item.items():
                 if not isinstance(raw, dict) or "x-emulator-action" not in raw:
                     continue
                 op = self._compile(path, method, raw)
                 self._operations.setdefault((op.action, op.endpoint), op)
+        # The shared operations: the ones on a request answer for every endpoint; the parameters of
+        # submit, run and run_stream go to each endpoint added.
+        self._parameters: dict[str, list[Parameter]] = {}
+        for path, item in base.get(ENDPOINT_PATHS, {}).items():
+            for method, raw in item.items():
+                if not isinstance(raw, dict) or "x-emulator-action" not in raw:
+                    continue
+                # The body is each endpoint's own: only the shared parameters are compiled here.
+                op = self._compile(path, method, {key: value for key, value in raw.items() if key != "requestBody"})
+                if op.action in _BODY_ACTIONS:
+                    self._parameters[op.action] = op.parameters
+                else:
+                    self._operations.setdefault((op.action, None), dataclasses.replace(op, endpoint=None))
         self.endpoints: frozenset[str] = frozenset(
             endpoint for (action, endpoint) in self._operations if action == "submit" and endpoint
         )
         self.app_ids: frozenset[str] = frozenset(app_id_of(e) for e in self.endpoints)
+        for document in documents:
+            self.add_endpoint(document)
 
     @classmethod
-    def load(cls, path: Path = DEFAULT_SPEC_PATH) -> Spec:
-        text = path.read_text(encoding="utf-8")
-        return cls(load_yaml(text), text)
+    def load(cls, path: Path = DEFAULT_SPEC_PATH, documents: Iterable[EndpointDocument] | None = None) -> Spec:
+        """The document at ``path`` with ``documents`` added (the built-in endpoints when None)."""
+        if documents is None:
+            from emulator.endpoints.documents import builtin_documents  # which builds on this module
+
+            documents = builtin_documents()
+        return cls(load_yaml(path.read_text(encoding="utf-8")), documents)
 
     def _compile(self, path: str, method: str, raw: JSON) -> Operation:
-        op = _resolve(raw, self.document)
         parameters = []
-        for param in op.get("parameters", []):
+        for param in _resolve(raw.get("parameters", []), self.base):
             schema = param.get("schema", {})
             parameters.append(
                 Parameter(
@@ -469,35 +499,87 @@ class Spec:
                 )
             )
         body_schema = None
-        body = op.get("requestBody")
+        body = raw.get("requestBody")
         if body:
-            body_schema = body["content"]["application/json"]["schema"]
+            body_schema = _resolve(body["content"]["application/json"]["schema"], self.base)
         return Operation(
-            action=op["x-emulator-action"],
+            action=raw["x-emulator-action"],
             method=method.upper(),
             path=path,
-            endpoint=op.get("x-emulator-endpoint"),
+            endpoint=raw.get("x-emulator-endpoint"),
             parameters=parameters,
             body_schema=body_schema,
             compile_check=bool(body_schema),
         )
 
-    def add_endpoint(self, endpoint: str, body: Operation) -> None:
-        """Route an endpoint loaded from its own document: submit, run and run_stream take ``body``'s
-        input check and the queue parameters (``fal_webhook``, priority, timeout) every endpoint shares.
+    @property
+    def documents(self) -> list[EndpointDocument]:
+        """The endpoints' documents, in the order they were added."""
+        return list(self._documents.values())
+
+    def add_endpoint(self, document: EndpointDocument, body: Operation | None = None) -> None:
+        """Add (or replace) an endpoint from its document: submit, run and run_stream take ``body``'s input
+        check (the document's Input schema when None) and the queue parameters every endpoint shares.
 
         Adding an id again replaces its operations; the lookups stay one dict access each.
         """
+        endpoint = document.endpoint_id
+        if body is None:
+            body = body_operation(endpoint, document.input_schema)
         for action in _BODY_ACTIONS:
-            template = next((op for (a, e), op in self._operations.items() if a == action and e), None)
-            parameters = [] if template is None else template.parameters
+            parameters = self._parameters.get(action)
+            if parameters is None:  # a document without the shared paths: take another endpoint's
+                template = next((op for (a, e), op in self._operations.items() if a == action and e), None)
+                parameters = [] if template is None else template.parameters
             path = "/" + endpoint + ("/stream" if action == "run_stream" else "")
             self._operations[(action, endpoint)] = dataclasses.replace(
                 body, action=action, path=path, endpoint=endpoint, parameters=parameters
             )
+        self._documents[endpoint] = document
+        self._built.clear()
         self.endpoints = self.endpoints | {endpoint}
         self.app_ids = self.app_ids | {app_id_of(endpoint)}
+
+    @property
+    def document(self) -> JSON:
+        """The whole API: the shared part with every endpoint's paths and schemas (built on first use)."""
+        found = self._built.get("document")
+        if found is None:
+            from emulator.endpoints.documents import combined_document  # which builds on this module
+
+            found = self._built["document"] = combined_document(self._documents.values(), base=self.base)
+        return cast(JSON, found)
+
+    @property
+    def json_text(self) -> str:
+        """The whole API as compact JSON (``/openapi.json``)."""
+        found = self._built.get("json")
+        if found is None:
+            found = self._built["json"] = json.dumps(self.document, separators=(",", ":"))
+        return cast(str, found)
+
+    @property
+    def source_text(self) -> str:
+        """The whole API as YAML (``/openapi.yaml``)."""
+        found = self._built.get("yaml")
+        if found is None:
+            dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+            found = self._built["yaml"] = yaml.dump(self.document, Dumper=dumper, sort_keys=False, allow_unicode=True)
+        return cast(str, found)
 
     def operation(self, action: str, endpoint: str | None = None) -> Operation | None:
         """The operation for an action (``submit``, ``status``, ...), per endpoint where it has one."""
         return self._operations.get((action, endpoint))
+
+
+def body_operation(endpoint: str, schema: JSON) -> Operation:
+    """The submit operation of an endpoint whose input is ``schema`` (checks built on the first body)."""
+    return Operation(
+        action="submit",
+        method="POST",
+        path="/" + endpoint,
+        endpoint=endpoint,
+        parameters=[],
+        body_schema=schema,
+        compile_check=True,
+    )

@@ -1,7 +1,8 @@
 """The behaviour of a loaded endpoint: its output generated from its Output schema, files and all.
 
-This is the queue's :class:`~emulator.core.outputs.Behaviour` for every endpoint loaded from a
-fal document (any-llm's generated text is the other one, in ``emulator.core.outputs``). The
+This is the queue's :class:`~emulator.core.outputs.Behaviour` for every endpoint outside the LLM
+categories (the LLM endpoints, any-llm and openrouter/router among them, get the generated text
+of ``emulator.core.outputs``). The
 files an output names are rendered, kept in the emulator's storage under a key made from their
 bytes (the same render is kept once), and handed out on the CDN surface the caller reached.
 """
@@ -119,7 +120,7 @@ def _plan(document: EndpointDocument, inputs: Mapping[str, Any], answer: Answer,
 
 
 class InputFiles:
-    """The run-time check of an input's files: a loaded endpoint's file fields, else any-llm's ``image_urls``."""
+    """The run-time check of an input's files: an endpoint's file fields, or an LLM's ``image_urls``."""
 
     def __init__(
         self, registry: EndpointRegistry, files: Storage, own_hosts: list[str], policy: str = "offline"
@@ -129,6 +130,7 @@ class InputFiles:
         self.image_urls = ImageUrlCheck(files, own_hosts)
 
     def __call__(self, endpoint: str, inputs: Mapping[str, Any]) -> Failure | None:
-        if endpoint in self.registry:
+        found = self.registry.get(endpoint)
+        if found is not None and not found.category.is_llm:
             return self.endpoint_files(endpoint, inputs)
         return self.image_urls(endpoint, inputs)

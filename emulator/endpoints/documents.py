@@ -4,7 +4,8 @@ fal publishes one document per endpoint (``/api/openapi/queue/openapi.json?endpo
 ``info["x-fal-metadata"]`` names the endpoint and its category, ``POST /<id>`` takes the
 ``<Name>Input`` schema and ``GET /<id>/requests/{request_id}`` answers ``<Name>Output``. This
 module turns such a document into an :class:`EndpointDocument`; anything else is refused with a
-:class:`DocumentError` whose message is one line naming the file and what is missing.
+:class:`DocumentError` whose message is one line naming the file and what is missing. The
+built-in endpoints (any-llm, the openrouter/router family) are such documents too, in ``builtin/``.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from emulator.core.models import JSON
-from emulator.core.spec import _resolve
+from emulator.core.spec import ENDPOINT_PATHS, _resolve, app_id_of
 
 __all__ = [
+    "BUILTIN_DIR",
     "DOCUMENT_SUFFIXES",
     "DocumentError",
     "EndpointDocument",
+    "builtin_documents",
     "combined_document",
     "load_document",
     "load_documents",
@@ -124,6 +127,20 @@ def load_documents(paths: Iterable[Path]) -> list[EndpointDocument]:
                 raise DocumentError(f"{file}: endpoint {document.endpoint_id} is already defined by {earlier.source}")
             found[document.endpoint_id] = document
     return list(found.values())
+
+
+# The endpoints every emulator serves (any-llm, the openrouter/router family), one fal document each.
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+
+
+@lru_cache(maxsize=1)
+def _builtin() -> tuple[EndpointDocument, ...]:
+    return tuple(load_documents([BUILTIN_DIR]))
+
+
+def builtin_documents() -> list[EndpointDocument]:
+    """The built-in endpoints' documents, read once per process (in file name order)."""
+    return list(_builtin())
 
 
 def parse_document(data: Any, source: str = "<memory>") -> EndpointDocument:
@@ -236,20 +253,7 @@ def _output_schema_name(paths: JSON, endpoint_id: str) -> str | None:
 def _ref_problem(data: JSON) -> str | None:
     """Why the document's local ``$ref``s cannot be inlined (missing or circular), or None."""
     schemas = data["components"]["schemas"]
-
-    def refs(node: Any) -> Iterator[str]:
-        if isinstance(node, list):
-            for item in node:
-                yield from refs(item)
-        elif isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str):
-                yield ref
-            for key, value in node.items():
-                if key != "$ref":
-                    yield from refs(value)
-
-    for ref in refs(data):
+    for ref in _refs(data):
         if not ref.startswith("#/"):
             return f"$ref {ref!r} is not local to the document"
         target: Any = data
@@ -266,7 +270,7 @@ def _ref_problem(data: JSON) -> str | None:
         if state.get(name) == 1:
             return "circular $ref " + " -> ".join([*trail[trail.index(name) :], name])
         state[name] = 1
-        for ref in refs(schemas.get(name)):
+        for ref in _refs(schemas.get(name)):
             if ref.startswith(_REF_PREFIX):
                 found = visit(ref[len(_REF_PREFIX) :], [*trail, name])
                 if found:
@@ -301,8 +305,13 @@ def combined_document(
     Every document has its own components, and two documents may give one name (``Image``,
     ``File``) different schemas; a name already taken by a different schema is renamed to
     ``<endpoint id>.<name>`` (with ``/`` as ``.``) and that document's ``$ref``s follow it.
+
+    A base that declares the paths every endpoint shares (``x-emulator-endpoint-paths``, as
+    openapi.yaml does) gives each endpoint those paths, with its Input and Output schemas and the
+    schemas they refer to, in place of the document's own paths.
     """
     combined: JSON = copy.deepcopy(base) if base is not None else {"openapi": "3.0.4"}
+    templates = combined.pop(ENDPOINT_PATHS, None)
     info = combined.setdefault("info", {})
     info.setdefault("title", title)
     info.setdefault("version", "1.0.0")
@@ -315,6 +324,8 @@ def combined_document(
     for document in documents:
         raw = document.raw
         theirs: JSON = raw.get("components", {}).get("schemas", {})
+        if templates is not None:
+            theirs = _reachable(theirs, (document.input_name, document.output_name))
         renames: dict[str, str] = {}
         prefix = _SAFE_NAME.sub("_", document.endpoint_id.replace("/", ".")) + "."
         # A rename changes the schemas that refer to it, which may then collide in turn: repeat until stable.
@@ -331,11 +342,70 @@ def combined_document(
             schemas.setdefault(renames.get(name, name), _renamed(schema, renames))
         for name, scheme in raw.get("components", {}).get("securitySchemes", {}).items():
             schemes.setdefault(name, copy.deepcopy(scheme))
-        for path, item in raw.get("paths", {}).items():
-            paths[path] = _renamed(item, renames)
+        if templates is not None:
+            _add_shared_paths(paths, templates, document, renames)
+        else:
+            for path, item in raw.get("paths", {}).items():
+                paths[path] = _renamed(item, renames)
         if "security" in raw:
             combined.setdefault("security", copy.deepcopy(raw["security"]))
     return combined
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+    elif isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            yield ref
+        for key, value in node.items():
+            if key != "$ref":
+                yield from _refs(value)
+
+
+def _reachable(schemas: JSON, names: Iterable[str]) -> JSON:
+    """The schemas named and those they refer to, in the document's order (its QueueStatus is left out)."""
+    wanted: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in wanted or name not in schemas:
+            continue
+        wanted.add(name)
+        todo.extend(ref[len(_REF_PREFIX) :] for ref in _refs(schemas[name]) if ref.startswith(_REF_PREFIX))
+    return {name: schema for name, schema in schemas.items() if name in wanted}
+
+
+def _add_shared_paths(paths: JSON, templates: JSON, document: EndpointDocument, renames: dict[str, str]) -> None:
+    """The shared paths for one endpoint; those on a request also under its app id (the first endpoint
+    of an app gives the app's), as the clients build those URLs."""
+    endpoint_id = document.endpoint_id
+    values = {
+        "{endpoint_id}": endpoint_id,
+        "{Name}": "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", endpoint_id)),
+        "{Input}": renames.get(document.input_name, document.input_name),
+        "{Output}": renames.get(document.output_name, document.output_name),
+    }
+    app_id = app_id_of(endpoint_id)
+    for template, item in templates.items():
+        filled = _filled(item, values)
+        if "/requests/" in template and app_id != endpoint_id:
+            paths.setdefault(template.replace("{endpoint_id}", app_id), filled)
+        paths[template.replace("{endpoint_id}", endpoint_id)] = copy.deepcopy(filled)
+
+
+def _filled(node: Any, values: dict[str, str]) -> Any:
+    """A copy of a shared path with the endpoint's values in place of the placeholders."""
+    if isinstance(node, list):
+        return [_filled(item, values) for item in node]
+    if isinstance(node, dict):
+        return {key: _filled(value, values) for key, value in node.items()}
+    if isinstance(node, str) and "{" in node:
+        for placeholder, value in values.items():
+            node = node.replace(placeholder, value)
+    return node
 
 
 def _renamed(node: Any, renames: dict[str, str]) -> Any:

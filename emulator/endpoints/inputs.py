@@ -21,7 +21,7 @@ from typing import Any
 
 from emulator.core.images import FilePolicy, FileUrlCheck
 from emulator.core.models import JSON, Failure
-from emulator.core.spec import ErrorDetail, Operation, draft7
+from emulator.core.spec import ErrorDetail, body_operation, draft7
 from emulator.core.storage import Storage
 from emulator.endpoints.documents import EndpointDocument
 
@@ -45,16 +45,8 @@ class InputValidator:
     def __init__(self, document: EndpointDocument) -> None:
         schema = document.input_schema
         self.document = document
-        self.operation = Operation(
-            action="submit",
-            method="POST",
-            path="/" + document.endpoint_id,
-            endpoint=document.endpoint_id,
-            parameters=[],
-            body_schema=schema,
-            # The validators are built on the first body, as the spec's own: jsonschema is slow to import.
-            compile_check=True,
-        )
+        # The validators are built on the first body, as the spec's own: jsonschema is slow to import.
+        self.operation = body_operation(document.endpoint_id, schema)
 
     @property
     def defaults(self) -> JSON:

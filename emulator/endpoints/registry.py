@@ -1,4 +1,4 @@
-"""The loaded endpoints by id: each document with its input validator and category, replaceable at run time."""
+"""Every endpoint by id, built-in or loaded: its document, input validator and category, replaceable at run time."""
 
 from __future__ import annotations
 

@@ -44,11 +44,8 @@ async def endpoint_document(request: Request) -> Response:
 
 
 async def combined_document(request: Request) -> Response:
-    """The emulator's document with every loaded endpoint added (just the emulator's when none is loaded)."""
-    emulator = emulator_of(request)
-    if not len(emulator.endpoints):
-        return Response(emulator.spec.json_text, media_type="application/json")
-    return json_response(emulator.endpoints.combined(base=emulator.spec.document))
+    """The emulator's whole API: the shared paths with every endpoint, built-in or loaded, added once."""
+    return Response(emulator_of(request).spec.json_text, media_type="application/json")
 
 
 def _summary(endpoint: Endpoint) -> JSON:
@@ -57,7 +54,7 @@ def _summary(endpoint: Endpoint) -> JSON:
 
 
 async def list_endpoints(request: Request) -> Response:
-    """The endpoints loaded from documents."""
+    """Every endpoint: the built-in ones and those loaded from documents."""
     emulator = guard(request)
     return json_response({"endpoints": [_summary(endpoint) for endpoint in emulator.endpoints]})
 

@@ -145,12 +145,16 @@ def _common(request: Request, emulator: Emulator, title: str) -> dict[str, Any]:
         "prefix": PREFIX,
         "token": emulator.settings.control_token or "",
         "summary": views.summary(emulator, None),
-        "endpoints": sorted(emulator.spec.endpoints),
+        "endpoints": sorted(emulator.endpoints.endpoint_ids),
         "generation": emulator.events.generation,
     }
 
 
 # -- pages -----------------------------------------------------------------------------------
+
+
+def _served(emulator: Emulator) -> str:
+    return ", ".join(sorted(emulator.endpoints.endpoint_ids))
 
 
 def _filters(request: Request, emulator: Emulator) -> views.Filters:
@@ -159,10 +163,10 @@ def _filters(request: Request, emulator: Emulator) -> views.Filters:
     if status and status not in views.STATUSES:
         raise HTTPProblem(400, {"detail": f"status must be one of {', '.join(views.STATUSES)}, not {status!r}"})
     endpoint = params.get("endpoint", "")
-    if endpoint and endpoint not in emulator.spec.endpoints:
+    if endpoint and endpoint not in emulator.endpoints:
         raise HTTPProblem(
             400,
-            {"detail": f"no endpoint {endpoint!r}; the emulator serves {', '.join(sorted(emulator.spec.endpoints))}"},
+            {"detail": f"no endpoint {endpoint!r}; the emulator serves {_served(emulator)}"},
         )
     raw_limit = params.get("limit", str(views.DEFAULT_LIMIT))
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= views.MAX_LIMIT:
@@ -218,17 +222,17 @@ async def request_page(request: Request, emulator: Emulator) -> Response:
 
 
 async def playground_index(request: Request, emulator: Emulator) -> Response:
-    endpoints = sorted(emulator.spec.endpoints)
+    endpoints = sorted(emulator.endpoints.endpoint_ids)
     return RedirectResponse(f"{PREFIX}/playground/{endpoints[0]}", 307)
 
 
 async def playground_page(request: Request, emulator: Emulator) -> Response:
     endpoint = request.path_params["endpoint"].strip("/")
-    operation = emulator.spec.operation("submit", endpoint)
+    operation = emulator.spec.operation("submit", endpoint) if endpoint in emulator.endpoints else None
     if operation is None:
         raise HTTPProblem(
             404,
-            {"detail": f"No endpoint {endpoint!r}; the emulator serves {', '.join(sorted(emulator.spec.endpoints))}"},
+            {"detail": f"No endpoint {endpoint!r}; the emulator serves {_served(emulator)}"},
         )
     context = _common(request, emulator, f"Playground: {endpoint}")
     return HTMLResponse(
