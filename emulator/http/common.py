@@ -58,8 +58,15 @@ def record_response(body: Any, status_code: int = 200, headers: dict[str, str] |
     the reply's headers, then the body's length and type.
     """
     content = dumps_record(body)
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()] if headers else []
-    if status_code >= 200 and status_code not in (204, 304) and all(k not in _SET_BY_RESPONSE for k, _ in raw):
+    raw = []
+    direct = status_code >= 200 and status_code not in (204, 304)
+    if headers:
+        for key, value in headers.items():
+            name = key.lower().encode("latin-1")
+            if name in _SET_BY_RESPONSE:
+                direct = False
+            raw.append((name, value.encode("latin-1")))
+    if direct:
         raw.append((b"content-length", str(len(content)).encode("latin-1")))
         raw.append((b"content-type", b"application/json"))
         return EncodedJSON(content, status_code, raw)
