@@ -81,7 +81,8 @@ def emulator_of(request: Request) -> Emulator:
 def authenticate(request: Request, emulator: Emulator) -> str:
     """The caller's namespace: from its key, or from a token ``/tokens/`` issued (query or Bearer)."""
     header = request.headers.get("authorization")
-    token = _issued_token(request, header)
+    # The usual ``Key id:secret`` is never one of our tokens: skip looking for one.
+    token = None if header is not None and header.startswith("Key ") else _issued_token(request, header)
     if token is not None:
         tokens: Tokens | None = getattr(request.app.state, "tokens", None)
         if tokens is None:
