@@ -10,9 +10,12 @@ times per case, and prints microseconds of CPU per call (``time.process_time``),
     python bench/cpu.py --cases status,result --n 50000
     python bench/cpu.py --profile status             # cProfile of one case, top functions by own time
     python bench/cpu.py --against /work/main         # another checkout too, alternating, side by side
+    python bench/cpu.py --server                     # the server process's CPU per request under wrk
 
-No server, socket or client runs: what is measured is the app's own work per call (the
-server's HTTP parsing and writing are the same for every route and are left out).
+By default no server, socket or client runs: what is measured is the app's own work per call
+(the server's HTTP parsing and writing are the same for every route and are left out).
+``--server`` measures the whole server process instead (Linux: its user and system time from
+/proc) while wrk loads one target at a time: what a request costs with HTTP and the socket.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import gc
 import json
 import os
 import pstats
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -255,7 +260,52 @@ async def profile(harness: Harness, case: Case, args: argparse.Namespace, emulat
     stats.sort_stats(args.sort).print_stats(args.top)
 
 
-def report(columns: dict[str, dict[str, float]]) -> None:
+SERVER_CASES = ("bare", "bare_1write", "status", "result")
+
+
+def server_cpu(args: argparse.Namespace) -> dict[str, float]:
+    """CPU µs per request of the serving process (user + system, /proc), under wrk on one target at a time."""
+    import run as loopback  # bench/run.py: the bare route, the emulator's command line, readiness
+
+    wrk = shutil.which("wrk")
+    if wrk is None or not Path("/proc/self/stat").exists():
+        raise SystemExit("cpu: error: --server needs wrk on PATH and Linux's /proc")
+    bare = [sys.executable, loopback.__file__, "--serve-bare"]
+    best: dict[str, float] = {}
+    for _ in range(args.repeat):
+        for name in SERVER_CASES:
+            port = loopback.free_port()
+            if name.startswith("bare"):
+                protocol = "one-write" if name == "bare_1write" else "auto"
+                argv, ready = [*bare, str(port), "--bare-http", protocol], "/"
+            else:
+                argv, ready = loopback.emulator_argv(port, "memory", args.connections), "/_emulator/health"
+            with loopback.server(argv, port, ready) as proc:
+                path = "/"
+                if not name.startswith("bare"):
+                    request_id = loopback.completed_request(port, proc)
+                    path = f"{ENDPOINT}/requests/{request_id}" + ("/status" if name == "status" else "")
+                url = f"http://{loopback.HOST}:{port}{path}"
+                load = [wrk, "-t1", f"-c{args.connections}", "-H", f"Authorization: {loopback.AUTH}", url]
+                subprocess.run([*load, "-d1s"], check=True, capture_output=True)  # warm-up
+                before = _process_cpu(proc.pid)
+                out = subprocess.run([*load, f"-d{args.duration}s"], check=True, capture_output=True, text=True)
+                spent = _process_cpu(proc.pid) - before
+            found = re.search(r"(\d+) requests in", out.stdout)
+            if found is None:
+                raise SystemExit(f"cpu: error: no request count in wrk's output: {out.stdout!r}")
+            per_request = spent / int(found.group(1)) * 1e6
+            best[name] = min(best.get(name, per_request), per_request)
+    return best
+
+
+def _process_cpu(pid: int) -> float:
+    """Seconds of user and system time a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def report(columns: dict[str, dict[str, float]], server: bool = False) -> None:
     names = list(next(iter(columns.values())))
     header = f"{'case':<12}" + "".join(f"{label:>26}" for label in columns)
     print(header)
@@ -266,7 +316,8 @@ def report(columns: dict[str, dict[str, float]]) -> None:
             ratio = f"{best[name] / bare:5.2f}x bare" if bare else ""
             cells.append(f"{best[name]:9.2f} µs {ratio:>13}")
         print(f"{name:<12}" + "".join(f"{cell:>26}" for cell in cells))
-    print("(CPU µs per call in-process, best of the rounds; ratio: to the bare route's µs per call; lower is better)")
+    what = "of the server process per request under wrk" if server else "per call in-process"
+    print(f"(CPU µs {what}, best of the rounds; ratio: to the bare route's µs; lower is better)")
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -275,6 +326,8 @@ def compare(args: argparse.Namespace) -> None:
     trees = {"this": here, "against": str(Path(args.against).resolve())}
     best: dict[str, dict[str, float]] = {label: {} for label in trees}
     argv = [sys.executable, __file__, "--json", "--n", str(args.n), "--repeat", "1", "--cases", ",".join(args.cases)]
+    if args.server:
+        argv += ["--server", "--duration", str(args.duration), "--connections", str(args.connections)]
     if args.journal_size is not None:
         argv += ["--journal-size", str(args.journal_size)]
     for _ in range(args.repeat):
@@ -283,7 +336,7 @@ def compare(args: argparse.Namespace) -> None:
             out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
             for name, spent in json.loads(out.strip().splitlines()[-1]).items():
                 best[label][name] = min(best[label].get(name, spent), spent)
-    report({f"{label} ({Path(tree).name})": best[label] for label, tree in trees.items()})
+    report({f"{label} ({Path(tree).name})": best[label] for label, tree in trees.items()}, args.server)
 
 
 def main() -> None:
@@ -298,6 +351,9 @@ def main() -> None:
     parser.add_argument("--sort", default="tottime", help="pstats sort key for --profile (default tottime)")
     parser.add_argument("--top", type=int, default=30, help="functions printed by --profile (default 30)")
     parser.add_argument("--against", metavar="PATH", help="another checkout to measure, alternating with this one")
+    parser.add_argument("--server", action="store_true", help="CPU per request of the serving process under wrk")
+    parser.add_argument("--duration", type=int, default=4, help="seconds of wrk load per --server target (default 4)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections for --server (default 16)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # child mode of --against
     args = parser.parse_args()
     args.cases = [name.strip() for name in args.cases.split(",") if name.strip()]
@@ -309,11 +365,11 @@ def main() -> None:
     if args.against:
         compare(args)
         return
-    best = asyncio.run(run(args))
+    best = server_cpu(args) if args.server else asyncio.run(run(args))
     if args.json:
         print(json.dumps(best))
     elif best:
-        report({"µs/call": best})
+        report({"µs/call": best}, args.server)
 
 
 if __name__ == "__main__":
