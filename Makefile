@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 ARGS ?=
 
-.PHONY: install test-deps dev-deps js-deps bench-deps redis-server chromium run test test-fast bench bench-dashboard soak lint options-table clean
+.PHONY: install test-deps dev-deps js-deps bench-deps redis-server chromium run test test-fast bench bench-cpu bench-dashboard soak lint options-table clean
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,10 @@ bench: test-deps bench-deps chromium
 	$(PY) bench/run.py $(ARGS)
 	$(PY) bench/webhooks.py
 	$(PY) bench/dashboard.py
+
+# CPU time per call in-process (no server, no wrk): steady where loopback numbers are noisy.
+bench-cpu: install
+	$(PY) bench/cpu.py $(ARGS)
 
 # The dashboard's first paint and page size with 1,000 requests in one namespace.
 bench-dashboard: test-deps chromium

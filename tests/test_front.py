@@ -21,7 +21,7 @@ def scope(path: str, *, method: str = "GET", host: bytes | None = b"127.0.0.1:80
 
 @pytest.mark.parametrize(
     "path",
-    ["/fal-ai/any-llm", "/fal-ai/any-llm/requests/abc/status", "/fal-ai/any-llm/requests/abc", "/nope", "/"],
+    ["/fal-ai/any-llm", "/fal-ai/any-llm/requests/abc/status", "/fal-ai/any-llm/requests/abc", "/nope", "//nope"],
 )
 def test_takes_queue_paths_on_the_emulators_own_host(path: str) -> None:
     """Queue-surface paths (and unknown ones, which the queue surface answers 404) on a plain host."""
@@ -32,6 +32,7 @@ def test_takes_queue_paths_on_the_emulators_own_host(path: str) -> None:
 @pytest.mark.parametrize(
     ("path", "kwargs"),
     [
+        ("/", {}),
         ("/_emulator/health", {}),
         ("/run/fal-ai/any-llm", {}),
         ("/rest/storage/upload/initiate", {}),
@@ -47,7 +48,7 @@ def test_takes_queue_paths_on_the_emulators_own_host(path: str) -> None:
     ],
 )
 def test_leaves_everything_else_to_the_full_stack(path: str, kwargs: dict[str, Any]) -> None:
-    """Other surfaces, fal's host names, the proxy path, odd methods, paths or mounts take the full stack."""
+    """The root, other surfaces, fal's host names, the proxy path, odd methods, paths or mounts take the full stack."""
     assert not QueueFront().takes(scope(path, **kwargs))
 
 
@@ -68,6 +69,8 @@ async def answers(core: Emulator, *, fast: bool, monkeypatch: pytest.MonkeyPatch
             http.get("/fal-ai/any-llm/requests/missing/status"),
             http.delete("/fal-ai/any-llm"),
             http.get("/nowhere/at-all"),
+            http.get("/"),
+            http.post("/", json={}),
             http.get(f"/fal-ai/any-llm/requests/{rid}/status", headers={"authorization": "Key broken"}),
         ]
         for response in [submitted, *[await call for call in calls]]:

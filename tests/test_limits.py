@@ -184,6 +184,30 @@ class TestJournal:
         assert entry.headers_truncated and len(entry.query) <= 4096
         assert len(json.dumps(entry.as_json())) < MAX_HEADERS_BYTES + 8192
 
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            [(b"host", b"e.test"), (b"authorization", b"Key id:first"), (b"authorization", b"Key other:second")],
+            [
+                (b"x-big", b"a" * 1_000_000),
+                (b"cookie", b"session=1"),
+                *[(f"x-{n}".encode(), b"b" * 1000) for n in range(40)],
+            ],
+            [(b"n" * 300, b"v"), (b"x-fal-key", b"id:secret")],
+        ],
+        ids=["fits", "too-big", "long-name"],
+    )
+    def test_raw_headers_are_kept_as_their_decoded_text_would_be(self, raw: list[tuple[bytes, bytes]]) -> None:
+        """Headers passed as an ASGI scope's bytes read back masked and capped, exactly as their text would."""
+        journal = Journal(max_entries=10)
+        text = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
+        from_raw = journal.record(time=0.0, namespace="k", method="GET", path="/p", query="", headers=raw, body=b"")
+        from_text = journal.record(time=0.0, namespace="k", method="GET", path="/p", query="", headers=text, body=b"")
+        assert from_raw.headers == from_text.headers
+        assert from_raw.headers_truncated == from_text.headers_truncated
+        assert from_raw.as_json() == {**from_text.as_json(), "seq": from_raw.seq}
+        assert all("secret" not in value and "second" not in value for value in from_raw.headers.values())
+
     async def test_a_request_with_a_huge_header_is_journalled_small(self, client: httpx.AsyncClient) -> None:
         """Even a 401 with a megabyte header leaves a journal entry of a few kilobytes."""
         answer = await client.get(

@@ -100,6 +100,32 @@ async def test_draining_answers_a_waiting_call_503_and_ends_a_stream() -> None:
     await asyncio.wait_for(draining.idle(), 5)
 
 
+@pytest.mark.anyio
+async def test_draining_idle_returns_once_the_open_calls_end() -> None:
+    """idle() returns at once with no call open, and otherwise once every open call has ended."""
+    release = {"/a": asyncio.Event(), "/b": asyncio.Event()}
+    reached = {"/a": asyncio.Event(), "/b": asyncio.Event()}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached[scope["path"]].set()
+        await release[scope["path"]].wait()
+
+    draining = Draining(app)
+    await asyncio.wait_for(draining.idle(), 5)
+    calls = [asyncio.ensure_future(draining({"type": "http", "path": p}, None, None)) for p in release]  # type: ignore[arg-type]
+    for event in reached.values():
+        await asyncio.wait_for(event.wait(), 5)
+    waiter = asyncio.ensure_future(draining.idle())
+    release["/a"].set()
+    await asyncio.wait_for(calls[0], 5)
+    assert draining.open_calls() == 1 and not waiter.done()
+    release["/b"].set()
+    await asyncio.wait_for(waiter, 5)
+    await asyncio.wait_for(calls[1], 5)
+    assert draining.open_calls() == 0
+    await asyncio.wait_for(draining.idle(), 5)
+
+
 def test_a_control_api_open_to_the_network_without_a_token_is_warned_about() -> None:
     """A non-loopback --host without --control-token gets a warning; loopback or a token gets none."""
     warning = exposure_warning(Settings(host="0.0.0.0"))

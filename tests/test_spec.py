@@ -108,3 +108,16 @@ def test_parameters_are_coerced_and_checked(
     got, errors = op.validate_parameters(query, headers)
     assert got == values
     assert [e["type"] for e in errors] == ([error_type] if error_type else [])
+
+
+def test_parameters_answer_the_same_the_second_time(spec: Spec) -> None:
+    """A value checked once answers the same again, a refused one is refused again, and the memory is bounded."""
+    op = spec.operation("submit", "fal-ai/any-llm")
+    assert op is not None
+    for _ in range(2):
+        assert op.validate_parameters({"fal_max_queue_length": "3"}, {}) == ({"fal_max_queue_length": 3}, [])
+        _, errors = op.validate_parameters({"fal_max_queue_length": "-1"}, {})
+        assert [e["type"] for e in errors] == ["greater_than_equal"]
+    for n in range(1000):
+        assert op.validate_parameters({"fal_max_queue_length": str(n)}, {})[0] == {"fal_max_queue_length": n}
+    assert all(len(param.accepted) <= 64 for param in op.parameters)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from emulator.core.models import JSON
 
@@ -19,6 +19,9 @@ MAX_HEADERS_BYTES = 16 * 1024
 MAX_URL_PART_BYTES = 4096
 
 SECRET_HEADERS = frozenset({"authorization", "x-fal-key", "cookie", "proxy-authorization", "x-emulator-token"})
+
+# Headers as an ASGI server passes them: (name, value) byte pairs, in the order they came.
+RawHeaders = Sequence[tuple[bytes, bytes]]
 
 
 def mask(name: str, value: str) -> str:
@@ -46,9 +49,29 @@ def capped_headers(headers: Mapping[str, str]) -> tuple[dict[str, str], bool]:
     return kept, cut
 
 
+def _within_caps(raw: RawHeaders) -> bool:
+    """Whether raw headers fit every cap as they are: then nothing would be cut or left out."""
+    total = 0
+    for name, value in raw:
+        name_bytes, value_bytes = len(name), len(value)
+        if name_bytes > MAX_HEADER_NAME_BYTES or value_bytes > MAX_HEADER_VALUE_BYTES:
+            return False
+        total += name_bytes + value_bytes
+    return total <= MAX_HEADERS_BYTES
+
+
+def _decoded(raw: RawHeaders) -> dict[str, str]:
+    """Raw headers as text, the last of a repeated name winning (in its first place)."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
+
+
 @dataclass(slots=True)
 class Entry:
-    """One request and the answer it got."""
+    """One request and the answer it got.
+
+    Headers that fit the caps as they came are kept as the server's bytes and masked when the
+    entry is first read: every call is journalled, few entries are ever looked at.
+    """
 
     seq: int
     time: float
@@ -56,13 +79,21 @@ class Entry:
     method: str
     path: str
     query: str
-    headers: dict[str, str]
+    held_headers: dict[str, str] | tuple[tuple[bytes, bytes], ...]
     body: str
     body_truncated: bool
     headers_truncated: bool = False
     status: int | None = None
     duration_ms: float | None = None
     request_id: str | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers, masked and cut to the caps."""
+        held = self.held_headers
+        if not isinstance(held, dict):
+            held = self.held_headers = capped_headers(_decoded(held))[0]
+        return held
 
     def as_json(self) -> JSON:
         return {
@@ -106,22 +137,31 @@ class Journal:
         method: str,
         path: str,
         query: str,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str] | RawHeaders,
         body: bytes,
     ) -> Entry:
+        """Keep one call; ``headers`` as text, or as the raw pairs an ASGI scope carries."""
         kept = body[: self.max_body_bytes]
-        kept_headers, headers_cut = capped_headers(headers)
+        held: dict[str, str] | tuple[tuple[bytes, bytes], ...]
+        if isinstance(headers, list | tuple):
+            if _within_caps(headers):
+                held, headers_cut = tuple(headers), False
+            else:
+                held, headers_cut = capped_headers(_decoded(headers))
+        else:
+            held, headers_cut = capped_headers(cast("Mapping[str, str]", headers))
+        # Positional (the fields' order): every call is journalled, and keywords cost a third more.
         entry = Entry(
-            seq=next(self._seq),
-            time=time,
-            namespace=namespace[:MAX_URL_PART_BYTES],
-            method=method[:MAX_HEADER_NAME_BYTES],
-            path=path[:MAX_URL_PART_BYTES],
-            query=query[:MAX_URL_PART_BYTES],
-            headers=kept_headers,
-            body=kept.decode("utf-8", errors="replace"),
-            body_truncated=len(body) > len(kept),
-            headers_truncated=headers_cut,
+            next(self._seq),
+            time,
+            namespace[:MAX_URL_PART_BYTES],
+            method[:MAX_HEADER_NAME_BYTES],
+            path[:MAX_URL_PART_BYTES],
+            query[:MAX_URL_PART_BYTES],
+            held,
+            kept.decode("utf-8", errors="replace"),
+            len(body) > len(kept),
+            headers_cut,
         )
         self._entries.append(entry)
         return entry

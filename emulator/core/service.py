@@ -306,7 +306,8 @@ class Emulator:
             raise not_found("Request not found")
         if action == "status":
             params = self._parameters(call, "status")
-            position = self.scheduler.position(record)
+            # Only a queued request's body names its position.
+            position = self.scheduler.position(record) if record.state is State.IN_QUEUE else 0
             body = status_body(record, call.base_url, position=position, logs=_logs(record, params))
             return Reply(200 if record.done else 202, body, {"x-fal-request-id": record.id}, fault=fault)
         if action == "status_stream":

@@ -194,6 +194,10 @@ class Parameter:
     required: bool
     schema: JSON
 
+    # Raw values already found valid, with what they coerce to: a client sends the same few
+    # (``logs=1`` on every status poll), and the schema check is the costly part.
+    accepted: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
     @cached_property
     def validator(self) -> jsonschema.protocols.Validator:
         return draft7(self.schema)
@@ -220,6 +224,7 @@ class Parameter:
         return raw
 
 
+_ACCEPTED_KEPT = 64
 _PARSING_MESSAGES = {
     "int_parsing": "Input should be a valid integer, unable to parse string as an integer",
     "float_parsing": "Input should be a valid number, unable to parse string as a number",
@@ -271,6 +276,10 @@ class Operation:
                     errors.append({"loc": loc, "msg": "Field required", "type": "missing", "input": None})
                 continue
             assert isinstance(raw, str)
+            accepted = param.accepted
+            if raw in accepted:
+                values[param.name] = accepted[raw]
+                continue
             try:
                 value = param.coerce(raw)
             except ValueError as exc:
@@ -282,6 +291,9 @@ class Operation:
                 errors.extend(found)
             else:
                 values[param.name] = value
+                if len(accepted) >= _ACCEPTED_KEPT:
+                    accepted.clear()
+                accepted[raw] = value
         return values, with_urls(errors)
 
     def validate_body(self, raw: bytes) -> tuple[JSON, list[ErrorDetail]]:

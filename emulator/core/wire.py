@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from datetime import UTC, datetime
@@ -12,6 +13,8 @@ import orjson
 from emulator.core.models import JSON, LogLine, RequestRecord, State
 
 
+# A status poll with logs writes every line's time again: the same few values, formatted once.
+@functools.lru_cache(maxsize=4096)
 def iso_timestamp(seconds: float) -> str:
     """A unix time as fal writes log timestamps: ISO 8601, microseconds, ``Z``."""
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

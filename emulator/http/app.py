@@ -44,9 +44,9 @@ class EmulatorApp(Starlette):
     def build_middleware_stack(self) -> ASGIApp:
         emulator: Emulator = self.state.emulator
         front = QueueFront()
-        return ui.browser_front(
-            front_door(super().build_middleware_stack(), JournalMiddleware(front, emulator=emulator), front)
-        )
+        # The browser's checks concern only the root and /_emulator, which the front never takes.
+        full = ui.browser_front(super().build_middleware_stack())
+        return front_door(full, JournalMiddleware(front, emulator=emulator), front)
 
 
 def create_app(

@@ -35,8 +35,8 @@ class Draining:
         self.calls: set[asyncio.Task[Any]] = set()
         self.drained: set[asyncio.Task[Any]] = set()
         self.stopping = False
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # Made when someone waits for the calls to end: until then a call touches no event.
+        self._idle: asyncio.Event | None = None
 
     def open_calls(self) -> int:
         """How many calls are open: waiting for their answer, or streaming it."""
@@ -44,6 +44,10 @@ class Draining:
 
     async def idle(self) -> None:
         """Return once no call is open."""
+        if not self.calls:
+            return
+        if self._idle is None:
+            self._idle = asyncio.Event()
         await self._idle.wait()
 
     def drain(self) -> None:
@@ -66,7 +70,6 @@ class Draining:
             return
         calls = self.calls
         calls.add(task)
-        self._idle.clear()
         try:
             await self.app(scope, receive, send)
         except asyncio.CancelledError:
@@ -78,8 +81,9 @@ class Draining:
         finally:
             calls.discard(task)
             self.drained.discard(task)
-            if not calls:
+            if not calls and self._idle is not None:
                 self._idle.set()
+                self._idle = None
 
 
 async def _finish(send: Send) -> None:

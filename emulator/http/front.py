@@ -38,8 +38,9 @@ class QueueFront:
         if scope["type"] != "http" or scope.get("root_path") or scope["method"] not in _METHODS:
             return False
         path: str = scope["path"]
-        # A newline defeats the router's path pattern (a 404 there): leave such paths to it.
-        if "\n" in path or proxy.is_proxy_path(path) or path.split("/", 2)[1] in _OTHER_ROUTES:
+        # The root is the dashboard's door for a browser (``ui.browser_front`` on the full stack);
+        # a newline defeats the router's path pattern (a 404 there): leave such paths to it.
+        if path == "/" or "\n" in path or proxy.is_proxy_path(path) or path.split("/", 2)[1] in _OTHER_ROUTES:
             return False
         return self._plain_host(scope)
 

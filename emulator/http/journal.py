@@ -36,7 +36,12 @@ class JournalMiddleware:
         cap = journal.max_body_bytes
         chunks: list[bytes] = []
         seen = 0
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        # Kept as the server's bytes: the journal decodes and masks them only if the entry is read.
+        raw_headers = scope.get("headers", [])
+        authorization = None
+        for key, value in raw_headers:
+            if key == b"authorization":  # the last one, as a dict of the headers would hold
+                authorization = value.decode("latin-1")
 
         async def receive_and_keep() -> Message:
             nonlocal seen
@@ -49,28 +54,28 @@ class JournalMiddleware:
             return message
 
         try:
-            namespace = namespace_for(headers.get("authorization"), required=False)
+            namespace = namespace_for(authorization, required=False)
         except AuthError:
             namespace = "(invalid key)"
         if namespace == ANONYMOUS or namespace.startswith("bearer-"):
             # A call made with a token from /tokens/ is filed under the key that asked for it.
-            namespace = token_namespace(scope, headers) or namespace
+            namespace = token_namespace(scope, authorization) or namespace
         entry = None
 
         async def send_and_note(message: Message) -> None:
             nonlocal entry
-            if message["type"] == "http.response.start" and entry is None:
+            if entry is None and message["type"] == "http.response.start":
                 entry = journal.record(
                     time=self.emulator.clock.now(),
                     namespace=namespace,
                     method=scope["method"],
                     path=path,
                     query=scope.get("query_string", b"").decode("latin-1"),
-                    headers=headers,
+                    headers=raw_headers,
                     body=b"".join(chunks),
                 )
                 entry.status = message["status"]
-                for name, value in message.get("headers", []):
+                for name, value in message.get("headers", ()):
                     if name.lower() == b"x-fal-request-id":
                         entry.request_id = value.decode("latin-1")
             await send(message)
@@ -82,9 +87,9 @@ class JournalMiddleware:
                 entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
 
 
-def token_namespace(scope: Scope, headers: dict[str, str]) -> str | None:
+def token_namespace(scope: Scope, authorization: str | None) -> str | None:
     """The namespace a /tokens/ token names (as the label of a journal entry; its use is checked elsewhere)."""
-    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    scheme, _, credentials = (authorization or "").partition(" ")
     token = credentials.strip() if scheme.lower() == "bearer" else None
     if token is None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))

@@ -42,9 +42,11 @@ class Target:
 
 def parse_path(path: str, spec: Spec) -> Target:
     """Map a path to its target; 404 for anything the document does not declare."""
-    segments = [s for s in path.strip("/").split("/") if s]
-    if "requests" in segments[2:]:
-        index = segments.index("requests", 2)
+    segments = path.strip("/").split("/")
+    if "" in segments:
+        segments = [s for s in segments if s]
+    index = _index_of_requests(segments)
+    if index:
         prefix = "/".join(segments[:index])
         rest = tuple(segments[index + 2 :])
         if (
@@ -58,6 +60,16 @@ def parse_path(path: str, spec: Spec) -> Target:
     if endpoint in spec.endpoints:
         return Target("submit", "POST", endpoint)
     raise not_found(f"Application '{endpoint}' not found")
+
+
+def _index_of_requests(segments: list[str]) -> int:
+    """Where ``requests`` first stands after the app id's two segments; 0 when it does not."""
+    if "requests" in segments:
+        try:
+            return segments.index("requests", 2)
+        except ValueError:
+            return 0
+    return 0
 
 
 def base_url(request: Request) -> str:
