@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,46 @@ def test_parameters_are_coerced_and_checked(
     got, errors = op.validate_parameters(query, headers)
     assert got == values
     assert [e["type"] for e in errors] == ([error_type] if error_type else [])
+
+
+def test_operations_are_compiled_when_first_asked_for() -> None:
+    """Loading the document compiles no operation; asking for one compiles that one, once, with its refs inlined."""
+    spec = Spec.load()
+    assert spec._operations == {}
+    op = spec.operation("submit", "fal-ai/any-llm")
+    assert op is not None and op is spec.operation("submit", "fal-ai/any-llm")
+    assert list(spec._operations) == [("submit", "fal-ai/any-llm")]
+    assert "$ref" not in json.dumps(op.body_schema)
+    assert spec.operation("submit", "no/such-endpoint") is None
+
+
+def test_every_declared_operation_of_the_bundled_document_compiles() -> None:
+    """compile_all compiles each declared operation: the bundled document's are all sound."""
+    spec = Spec.load()
+    spec.compile_all()
+    assert set(spec._operations) == set(spec._declared)
+    submits = {endpoint for (action, endpoint) in spec._operations if action == "submit"}
+    assert submits == set(spec.endpoints)
+
+
+def test_a_document_of_the_users_is_compiled_whole_at_load(tmp_path: Path) -> None:
+    """A --spec document with a broken reference fails when it is loaded, not on the first call."""
+    from emulator.core.catalog import load_spec
+
+    document = {
+        "openapi": "3.0.0",
+        "paths": {
+            "/a/b": {
+                "post": {
+                    "x-emulator-action": "submit",
+                    "x-emulator-endpoint": "a/b",
+                    "parameters": [{"$ref": "#/components/parameters/Missing"}],
+                }
+            }
+        },
+        "components": {"parameters": {}},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(json.dumps(document))
+    with pytest.raises(KeyError):
+        load_spec(path)

@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from emulator.config import DEFAULT_SPEC_PATH
 from emulator.core.spec import Spec, load_yaml
 
 MODEL_SCHEMA = "AnyLlmModel"
@@ -102,7 +101,15 @@ def open_models(document: dict[str, Any]) -> dict[str, Any]:
 
 def load_spec(path: Path, *, any_model: bool = False) -> Spec:
     """openapi.yaml, opened to any model name when ``any_model`` is set."""
-    if not any_model:
-        return Spec.load(path)
-    document = open_models(load_yaml(path.read_text(encoding="utf-8")))
-    return Spec(document, yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+    if any_model:
+        document = open_models(load_yaml(path.read_text(encoding="utf-8")))
+        import yaml
+
+        spec = Spec(document, yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+    else:
+        spec = Spec.load(path)
+    if path.resolve() != DEFAULT_SPEC_PATH.resolve():
+        # The bundled document's operations are compiled as calls need them (a test compiles
+        # them all); another document is checked whole before the first call.
+        spec.compile_all()
+    return spec

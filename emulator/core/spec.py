@@ -18,16 +18,13 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jsonschema_rs
 import orjson
-import yaml
 
+from emulator.config import DEFAULT_SPEC_PATH
 from emulator.core.models import JSON
 
 if TYPE_CHECKING:
     import jsonschema
-
-DEFAULT_SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 ErrorDetail = dict[str, Any]
 
@@ -348,6 +345,8 @@ def draft7(schema: JSON) -> jsonschema.protocols.Validator:
 
 def load_yaml(text: str) -> Any:
     """``yaml.safe_load`` through libyaml when PyYAML has it: about ten times faster on openapi.yaml."""
+    import yaml  # imported with the first document read: ~8 ms that a start-up may not need
+
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
@@ -402,6 +401,8 @@ def _detail(error: jsonschema.ValidationError, prefix: list[str | int]) -> Error
 
 def _fast_check(schema: JSON) -> Callable[[Any], bool] | None:
     """jsonschema-rs's check of the same Draft 7 schema (formats not asserted, as jsonschema's default)."""
+    import jsonschema_rs  # imported with the first body checked, as the compile itself is deferred
+
     try:
         validator = jsonschema_rs.Draft7Validator(schema, validate_formats=False)
     except Exception:  # a schema it cannot compile: jsonschema alone decides
@@ -432,23 +433,33 @@ def app_id_of(endpoint: str) -> str:
 
 
 class Spec:
-    """The loaded document and its operations by action and endpoint."""
+    """The loaded document and its operations by action and endpoint.
+
+    Operations are compiled (``$ref``s inlined) when first asked for: a run uses a handful of
+    the document's operations, and compiling all of them was most of the start-up's spec work.
+    """
 
     def __init__(self, document: JSON, source_text: str) -> None:
         self.document = document
         self.source_text = source_text
-        self.json_text = json.dumps(document, separators=(",", ":"))
-        self._operations: dict[tuple[str, str | None], Operation] = {}
+        # Each operation's place in the document, first declaration winning; compiled into
+        # ``_operations`` on first use.
+        self._declared: dict[tuple[str, str | None], tuple[str, str, JSON]] = {}
         for path, item in document["paths"].items():
             for method, raw in item.items():
-                if not isinstance(raw, dict) or "x-emulator-action" not in raw:
-                    continue
-                op = self._compile(path, method, raw)
-                self._operations.setdefault((op.action, op.endpoint), op)
+                if isinstance(raw, dict) and "x-emulator-action" in raw:
+                    key = (raw["x-emulator-action"], raw.get("x-emulator-endpoint"))
+                    self._declared.setdefault(key, (path, method, raw))
+        self._operations: dict[tuple[str, str | None], Operation] = {}
         self.endpoints: frozenset[str] = frozenset(
-            endpoint for (action, endpoint) in self._operations if action == "submit" and endpoint
+            endpoint for (action, endpoint) in self._declared if action == "submit" and endpoint
         )
         self.app_ids: frozenset[str] = frozenset(app_id_of(e) for e in self.endpoints)
+
+    @cached_property
+    def json_text(self) -> str:
+        """The document as compact JSON (``/openapi.json``), written on first use."""
+        return json.dumps(self.document, separators=(",", ":"))
 
     @classmethod
     def load(cls, path: Path = DEFAULT_SPEC_PATH) -> Spec:
@@ -482,6 +493,11 @@ class Spec:
             compile_check=bool(body_schema),
         )
 
+    def compile_all(self) -> None:
+        """Compile every declared operation now: a document of the user's fails at start-up, not on a call."""
+        for key in self._declared:
+            self.operation(*key)
+
     def add_endpoint(self, endpoint: str, body: Operation) -> None:
         """Route an endpoint loaded from its own document: submit, run and run_stream take ``body``'s
         input check and the queue parameters (``fal_webhook``, priority, timeout) every endpoint shares.
@@ -489,7 +505,8 @@ class Spec:
         Adding an id again replaces its operations; the lookups stay one dict access each.
         """
         for action in _BODY_ACTIONS:
-            template = next((op for (a, e), op in self._operations.items() if a == action and e), None)
+            declared = next((key for key in self._declared if key[0] == action and key[1]), None)
+            template = None if declared is None else self.operation(*declared)
             parameters = [] if template is None else template.parameters
             path = "/" + endpoint + ("/stream" if action == "run_stream" else "")
             self._operations[(action, endpoint)] = dataclasses.replace(
@@ -500,4 +517,9 @@ class Spec:
 
     def operation(self, action: str, endpoint: str | None = None) -> Operation | None:
         """The operation for an action (``submit``, ``status``, ...), per endpoint where it has one."""
-        return self._operations.get((action, endpoint))
+        found = self._operations.get((action, endpoint))
+        if found is None:
+            declared = self._declared.get((action, endpoint))
+            if declared is not None:
+                found = self._operations[(action, endpoint)] = self._compile(*declared)
+        return found
