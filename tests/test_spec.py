@@ -150,3 +150,28 @@ def test_a_document_of_the_users_is_compiled_whole_at_load(tmp_path: Path) -> No
     path.write_text(json.dumps(document))
     with pytest.raises(KeyError):
         load_spec(path)
+
+
+def test_a_deferred_spec_parses_its_text_on_first_use_and_answers_the_same() -> None:
+    """Loaded deferred, the document is parsed when first asked for, into the same document and operations."""
+    deferred = Spec.load(deferred=True)
+    assert "document" not in vars(deferred)
+    eager = Spec.load()
+    assert deferred.endpoints == eager.endpoints and deferred.app_ids == eager.app_ids
+    assert deferred.document == eager.document and deferred.source_text == eager.source_text
+    for action, endpoint in [("submit", "fal-ai/any-llm"), ("status", None)]:
+        one, other = deferred.operation(action, endpoint), eager.operation(action, endpoint)
+        assert one is not None and other is not None
+        assert (one.body_schema, one.parameters) == (other.body_schema, other.parameters)
+
+
+def test_the_bundled_document_is_loaded_deferred_and_another_at_once(tmp_path: Path) -> None:
+    """load_spec defers the bundled openapi.yaml; a copy elsewhere is parsed and compiled before returning."""
+    from emulator.config import DEFAULT_SPEC_PATH
+    from emulator.core.catalog import load_spec
+
+    assert "document" not in vars(load_spec(DEFAULT_SPEC_PATH))
+    copy = tmp_path / "openapi.yaml"
+    copy.write_text(DEFAULT_SPEC_PATH.read_text())
+    other = load_spec(copy)
+    assert "document" in vars(other) and set(other._operations) == set(other._declared)

@@ -101,15 +101,18 @@ def open_models(document: dict[str, Any]) -> dict[str, Any]:
 
 def load_spec(path: Path, *, any_model: bool = False) -> Spec:
     """openapi.yaml, opened to any model name when ``any_model`` is set."""
+    bundled = path.resolve() == DEFAULT_SPEC_PATH.resolve()
     if any_model:
-        document = open_models(load_yaml(path.read_text(encoding="utf-8")))
         import yaml
 
+        document = open_models(load_yaml(path.read_text(encoding="utf-8")))
         spec = Spec(document, yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+    elif bundled:
+        # The bundled document is parsed, and its operations compiled, when the first call needs
+        # them (a test compiles them all): a server starts without PyYAML or the parse.
+        return Spec.load(path, deferred=True)
     else:
         spec = Spec.load(path)
-    if path.resolve() != DEFAULT_SPEC_PATH.resolve():
-        # The bundled document's operations are compiled as calls need them (a test compiles
-        # them all); another document is checked whole before the first call.
-        spec.compile_all()
+    if not bundled:
+        spec.compile_all()  # another document is checked whole before the first call
     return spec

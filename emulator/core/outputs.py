@@ -8,7 +8,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -128,7 +128,7 @@ def _no_behaviour(endpoint: str) -> Behaviour | None:
 class Outputs:
     """Chooses the answer for an input: the first matching fixture, else generated text."""
 
-    fixtures: list[Fixture] = field(default_factory=list)
+    fixtures: Sequence[Fixture] = field(default_factory=list)
     seed: int | None = None
     default_length: tuple[int, int] = (40, 120)
     checks: list[InputCheck] = field(default_factory=list)

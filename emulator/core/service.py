@@ -22,7 +22,7 @@ from emulator.core.clock import Clock, ManualClock, SystemClock
 from emulator.core.errors import Problem, not_found, validation_problem
 from emulator.core.events import Hub
 from emulator.core.faults import HTTP_KINDS, Fault, Faults, Rule
-from emulator.core.fixture_files import load_fixtures
+from emulator.core.fixture_files import Fixtures, load_fixtures
 from emulator.core.ids import IdFactory
 from emulator.core.journal import Journal
 from emulator.core.lifecycle import PROFILES
@@ -151,7 +151,7 @@ class Emulator:
             endpoints, files, seed=settings.seed, default_files_url=f"http://{settings.host}:{settings.port}/cdn"
         )
         outputs = Outputs(
-            load_fixtures(settings.fixture_paths()),
+            Fixtures(settings.fixture_paths()),
             seed=settings.seed,
             checks=[InputFiles(endpoints, files, [settings.host], settings.file_inputs)],
             behaviour_for=generated.behaviour_for,

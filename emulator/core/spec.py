@@ -437,24 +437,38 @@ class Spec:
 
     Operations are compiled (``$ref``s inlined) when first asked for: a run uses a handful of
     the document's operations, and compiling all of them was most of the start-up's spec work.
+    A spec made from its text alone parses it on first use (``load(path, deferred=True)``).
     """
 
-    def __init__(self, document: JSON, source_text: str) -> None:
-        self.document = document
+    def __init__(self, document: JSON | None, source_text: str) -> None:
         self.source_text = source_text
-        # Each operation's place in the document, first declaration winning; compiled into
-        # ``_operations`` on first use.
-        self._declared: dict[tuple[str, str | None], tuple[str, str, JSON]] = {}
-        for path, item in document["paths"].items():
+        if document is not None:
+            self.document = document
+        self._operations: dict[tuple[str, str | None], Operation] = {}
+
+    @cached_property
+    def document(self) -> JSON:
+        """The document, parsed from its text on first use when it was not given."""
+        document: JSON = load_yaml(self.source_text)
+        return document
+
+    @cached_property
+    def _declared(self) -> dict[tuple[str, str | None], tuple[str, str, JSON]]:
+        """Each operation's place in the document, first declaration winning; compiled on first use."""
+        declared: dict[tuple[str, str | None], tuple[str, str, JSON]] = {}
+        for path, item in self.document["paths"].items():
             for method, raw in item.items():
                 if isinstance(raw, dict) and "x-emulator-action" in raw:
-                    key = (raw["x-emulator-action"], raw.get("x-emulator-endpoint"))
-                    self._declared.setdefault(key, (path, method, raw))
-        self._operations: dict[tuple[str, str | None], Operation] = {}
-        self.endpoints: frozenset[str] = frozenset(
-            endpoint for (action, endpoint) in self._declared if action == "submit" and endpoint
-        )
-        self.app_ids: frozenset[str] = frozenset(app_id_of(e) for e in self.endpoints)
+                    declared.setdefault((raw["x-emulator-action"], raw.get("x-emulator-endpoint")), (path, method, raw))
+        return declared
+
+    @cached_property
+    def endpoints(self) -> frozenset[str]:
+        return frozenset(endpoint for (action, endpoint) in self._declared if action == "submit" and endpoint)
+
+    @cached_property
+    def app_ids(self) -> frozenset[str]:
+        return frozenset(app_id_of(e) for e in self.endpoints)
 
     @cached_property
     def json_text(self) -> str:
@@ -462,9 +476,10 @@ class Spec:
         return json.dumps(self.document, separators=(",", ":"))
 
     @classmethod
-    def load(cls, path: Path = DEFAULT_SPEC_PATH) -> Spec:
+    def load(cls, path: Path = DEFAULT_SPEC_PATH, *, deferred: bool = False) -> Spec:
+        """The document at ``path``, read now; parsed now, or on first use when ``deferred``."""
         text = path.read_text(encoding="utf-8")
-        return cls(load_yaml(text), text)
+        return cls(None if deferred else load_yaml(text), text)
 
     def _compile(self, path: str, method: str, raw: JSON) -> Operation:
         op = _resolve(raw, self.document)

@@ -18,8 +18,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from emulator.core.models import JSON
 from emulator.core.spec import _resolve
 
@@ -92,6 +90,8 @@ def load_document(path: Path) -> EndpointDocument:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DocumentError(f"{path}: cannot be read: {_first_line(str(exc))}") from None
+    import yaml  # with the first document read: a server without --endpoints never needs it
+
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
