@@ -9,7 +9,10 @@ import pytest
 
 from emulator import Emulator, ManualClock, Settings
 from emulator.core.models import Plan, RequestRecord, State
+from emulator.core.outputs import SplitText, split_tokens
 from emulator.core.service import Call
+from emulator.core.streams import output_events
+from emulator.core.wire import sse_event
 from emulator.store.compact import Compactor
 from emulator.store.memory import MemoryStore
 
@@ -153,3 +156,24 @@ def test_the_sharing_table_is_bounded() -> None:
         item = record(str(i), output={"output": f"text {i}"}, plan=Plan((), 0.0, 0.0, {"output": f"text {i}"}))
         compactor.compact(item)
     assert len(compactor._outputs) <= 4 and len(compactor._plans) <= 4
+
+
+@pytest.mark.anyio
+async def test_a_completed_run_keeps_its_tokens_as_its_text_and_streams_the_same() -> None:
+    """A completed record's plan holds its output text, split when read: the same tokens, count and stream."""
+    clock = ManualClock()
+    emulator = Emulator.build(Settings(profile="instant", seed=1), clock=clock)
+    accepted = await emulator.call(Call("submit", "ns", "fal-ai/any-llm", body=BODY))
+    request_id = accepted.body["request_id"]
+    clock.advance(60)
+    done = emulator.store.get("ns", request_id)
+    assert done is not None and done.plan is not None and done.output is not None
+    tokens = split_tokens(done.output["output"])
+    kept = done.plan.tokens
+    assert isinstance(kept, SplitText) and kept.text is done.output["output"]
+    assert kept == tokens and tokens == kept and hash(kept) == hash(tokens)
+    assert list(kept) == list(tokens) and len(kept) == len(tokens) and kept[1:3] == tokens[1:3]
+    assert emulator.scheduler.tokens_ready(done) == len(tokens)
+    events = [event async for event in output_events(emulator.scheduler, done)]
+    assert events[-1] == sse_event({**done.output, "partial": False})
+    assert len(events) == len(tokens)  # one per token, the last with the whole output

@@ -15,6 +15,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from emulator.core.models import JSON, Plan, RequestRecord
+from emulator.core.outputs import SplitText, split_tokens
 
 # Distinct outputs (and plans) remembered for sharing; past this, the table starts again.
 KEPT = 256
@@ -58,15 +59,21 @@ class Compactor:
         return shared
 
     def _plan(self, plan: Plan, output: JSON) -> Plan:
-        # By identity: the tokens, output and failure are the shared objects themselves, which the
-        # kept plan holds on to (so no id in a key can be reused while it is remembered).
-        key = (id(plan.tokens), plan.first_token_after, plan.seconds_per_token, id(output), id(plan.failure))
+        tokens: Any = plan.tokens
+        text = output.get("output")
+        # Tokens that are the split of the output's text are kept as that text (split when read).
+        if isinstance(tokens, tuple) and tokens and isinstance(text, str) and split_tokens(text) is tokens:
+            tokens = SplitText(text)
+        # By identity: the text (or tokens), output and failure are the objects the kept plan holds
+        # on to, so no id in a key can be reused while it is remembered.
+        held = tokens.text if isinstance(tokens, SplitText) else tokens
+        key = (id(held), plan.first_token_after, plan.seconds_per_token, id(output), id(plan.failure))
         shared = self._plans.get(key)
         if shared is None:
             if len(self._plans) >= self.kept:
                 self._plans.clear()
-            if output is not plan.output:
-                plan = dataclasses.replace(plan, output=output)
+            if output is not plan.output or tokens is not plan.tokens:
+                plan = dataclasses.replace(plan, output=output, tokens=tokens)
             self._plans[key] = shared = plan
         return shared
 
