@@ -32,6 +32,8 @@ from emulator.http.common import HTTPProblem, emulator_of, json_response, proble
 if TYPE_CHECKING:
     import jinja2
 
+    # Imported by each page function instead: the views load with the dashboard's first page,
+    # while this module's cross-site check (``browser_front``) serves every call from start-up.
     from emulator.http.ui import views
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
@@ -142,7 +144,7 @@ def _page(endpoint: Any) -> Any:
 
 def _common(request: Request, emulator: Emulator, title: str) -> dict[str, Any]:
     """What every page's frame needs."""
-    from emulator.http.ui import views  # with the dashboard's first page
+    from emulator.http.ui import views
 
     return {
         "title": title,
@@ -158,7 +160,7 @@ def _common(request: Request, emulator: Emulator, title: str) -> dict[str, Any]:
 
 
 def _filters(request: Request, emulator: Emulator) -> views.Filters:
-    from emulator.http.ui import views  # with the dashboard's first page
+    from emulator.http.ui import views
 
     params = request.query_params
     status = params.get("status", "").upper()
@@ -177,7 +179,7 @@ def _filters(request: Request, emulator: Emulator) -> views.Filters:
 
 
 async def queue_page(request: Request, emulator: Emulator) -> Response:
-    from emulator.http.ui import views  # with the dashboard's first page
+    from emulator.http.ui import views
 
     filters = _filters(request, emulator)
     shown, total = views.records(emulator, filters)
@@ -209,7 +211,7 @@ def _find(emulator: Emulator, request_id: str, namespace: str | None) -> Request
 
 
 async def request_page(request: Request, emulator: Emulator) -> Response:
-    from emulator.http.ui import views  # with the dashboard's first page
+    from emulator.http.ui import views
 
     record = _find(emulator, request.path_params["request_id"], request.query_params.get("namespace"))
     context = _common(request, emulator, f"Request {record.id}")
@@ -233,7 +235,7 @@ async def playground_index(request: Request, emulator: Emulator) -> Response:
 
 
 async def playground_page(request: Request, emulator: Emulator) -> Response:
-    from emulator.http.ui import views  # with the dashboard's first page
+    from emulator.http.ui import views
 
     endpoint = request.path_params["endpoint"].strip("/")
     operation = emulator.spec.operation("submit", endpoint)
@@ -263,26 +265,26 @@ def _event(name: str, data: Any) -> bytes:
 
 
 def _row_html(emulator: Emulator, record: RequestRecord) -> str:
-    from emulator.http.ui import views  # with the dashboard's first page
+    from emulator.http.ui import views
 
     return _macro("_rows.html", "row", views.row(emulator, record), PREFIX)
 
 
 def _table_html(emulator: Emulator, filters: views.Filters) -> str:
-    from emulator.http.ui import views  # with the dashboard's first page
+    from emulator.http.ui import views
 
     shown, _ = views.records(emulator, filters)
     return "".join(_row_html(emulator, r) for r in shown)
 
 
 def _summary_html(emulator: Emulator, namespace: str | None) -> str:
-    from emulator.http.ui import views  # with the dashboard's first page
+    from emulator.http.ui import views
 
     return _macro("_sections.html", "summary", views.summary(emulator, namespace), PREFIX)
 
 
 def _request_sections(emulator: Emulator, record: RequestRecord) -> dict[str, str]:
-    from emulator.http.ui import views  # with the dashboard's first page
+    from emulator.http.ui import views
 
     detail = views.detail(emulator, record)
     return {
@@ -321,7 +323,7 @@ class _Watch:
 
     def focus_events(self, changed: bool, *, full: bool = False) -> list[bytes]:
         """The focused request's changed sections, new text, new attempts."""
-        from emulator.http.ui import views  # with the dashboard's first page
+        from emulator.http.ui import views
 
         record = self.focus
         if record is None:
