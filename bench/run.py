@@ -227,6 +227,19 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) a process and its children used: steadier than the wall clock on a busy machine."""
+    total = 0.0
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                for child in (task / "children").read_text().split():
+                    total += cpu_seconds(int(child))
+    return total
+
+
 def peak_rss_kib(pid: int) -> int:
     return rss_kib(pid, "VmHWM")
 
@@ -443,6 +456,7 @@ class Startup:
     rss_kib: int
     runs: list[float]
     first: float  # the first start, not counted: it compiles and caches the modules (see ``python_env``)
+    cpu: float  # the median CPU seconds the process used until its first 200
 
 
 def startup(args: argparse.Namespace) -> list[Startup]:
@@ -454,7 +468,7 @@ def startup(args: argparse.Namespace) -> list[Startup]:
     if aimock_ready(args):
         targets.append(("aimock", aimock_argv, "/health", None))
     for what, argv, path, headers in targets:
-        seconds, rss = [], []
+        seconds, rss, cpu = [], [], []
         print(f"measuring time to healthy: {what}", flush=True)
         for _ in range(1 + STARTUP_RUNS):
             port = free_port()
@@ -462,11 +476,16 @@ def startup(args: argparse.Namespace) -> list[Startup]:
             proc = subprocess.Popen(argv(port), stdout=subprocess.DEVNULL, env=env)
             try:
                 seconds.append(wait_ready(proc, port, path, headers))
+                cpu.append(cpu_seconds(proc.pid))
                 rss.append(rss_kib(proc.pid))
             finally:
                 stop_process(proc)
         first, runs = seconds[0], seconds[1:]
-        found.append(Startup(what, statistics.median(runs), int(statistics.median(rss[1:])), runs, first))
+        found.append(
+            Startup(
+                what, statistics.median(runs), int(statistics.median(rss[1:])), runs, first, statistics.median(cpu[1:])
+            )
+        )
     return found
 
 
@@ -626,7 +645,7 @@ def report(found: Findings, args: argparse.Namespace) -> bool:
         runs = ", ".join(f"{t:.3f}" for t in st.runs)
         print(
             f"start-up     {st.what:<10} healthy after {st.seconds:.3f} s (runs {runs}; first start, "
-            f"not counted, {st.first:.3f} s), RSS then {st.rss_kib / 1024:.1f} MiB"
+            f"not counted, {st.first:.3f} s), {st.cpu:.2f} CPU s, RSS then {st.rss_kib / 1024:.1f} MiB"
         )
     if found.kept:
         k = found.kept
