@@ -227,6 +227,19 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) a process and its children used: steadier than the wall clock on a busy machine."""
+    total = 0.0
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                for child in (task / "children").read_text().split():
+                    total += cpu_seconds(int(child))
+    return total
+
+
 def peak_rss_kib(pid: int) -> int:
     return rss_kib(pid, "VmHWM")
 
@@ -247,11 +260,26 @@ def server(
         stop_process(proc)
 
 
-def emulator_env(args: argparse.Namespace) -> dict[str, str] | None:
+def emulator_env(args: argparse.Namespace) -> dict[str, str]:
     """The environment of the emulator's processes: ``--emulator-path`` puts another tree's package first."""
-    if not args.emulator_path:
-        return None
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([args.emulator_path, os.environ.get("PYTHONPATH", "")])}
+    env = python_env(args)
+    if args.emulator_path:
+        env["PYTHONPATH"] = os.pathsep.join([args.emulator_path, os.environ.get("PYTHONPATH", "")])
+    return env
+
+
+def python_env(args: argparse.Namespace) -> dict[str, str]:
+    """The environment of the Python servers: compiled modules kept, in the bench's own cache folder.
+
+    An installed package starts from the bytecode pip compiled at install (an editable one from what
+    its first start wrote): with ``PYTHONDONTWRITEBYTECODE`` set, every start would compile the
+    emulator's modules from source again, which no installed server does.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    pycache = getattr(args, "pycache", None)
+    if pycache:
+        env["PYTHONPYCACHEPREFIX"] = pycache
+    return env
 
 
 def emulator_argv(port: int, store: str, runners: int, *extra: str, stats: Path | None = None) -> list[str]:
@@ -427,6 +455,8 @@ class Startup:
     seconds: float
     rss_kib: int
     runs: list[float]
+    first: float  # the first start, not counted: it compiles and caches the modules (see ``python_env``)
+    cpu: float  # the median CPU seconds the process used until its first 200
 
 
 def startup(args: argparse.Namespace) -> list[Startup]:
@@ -438,18 +468,24 @@ def startup(args: argparse.Namespace) -> list[Startup]:
     if aimock_ready(args):
         targets.append(("aimock", aimock_argv, "/health", None))
     for what, argv, path, headers in targets:
-        seconds, rss = [], []
+        seconds, rss, cpu = [], [], []
         print(f"measuring time to healthy: {what}", flush=True)
-        for _ in range(STARTUP_RUNS):
+        for _ in range(1 + STARTUP_RUNS):
             port = free_port()
-            env = emulator_env(args) if what == "emulator" else None
+            env = emulator_env(args) if what == "emulator" else python_env(args)
             proc = subprocess.Popen(argv(port), stdout=subprocess.DEVNULL, env=env)
             try:
                 seconds.append(wait_ready(proc, port, path, headers))
+                cpu.append(cpu_seconds(proc.pid))
                 rss.append(rss_kib(proc.pid))
             finally:
                 stop_process(proc)
-        found.append(Startup(what, statistics.median(seconds), int(statistics.median(rss)), seconds))
+        first, runs = seconds[0], seconds[1:]
+        found.append(
+            Startup(
+                what, statistics.median(runs), int(statistics.median(rss[1:])), runs, first, statistics.median(cpu[1:])
+            )
+        )
     return found
 
 
@@ -608,8 +644,8 @@ def report(found: Findings, args: argparse.Namespace) -> bool:
     for st in found.startups or []:
         runs = ", ".join(f"{t:.3f}" for t in st.runs)
         print(
-            f"start-up     {st.what:<10} healthy after {st.seconds:.3f} s (runs {runs}), "
-            f"RSS then {st.rss_kib / 1024:.1f} MiB"
+            f"start-up     {st.what:<10} healthy after {st.seconds:.3f} s (runs {runs}; first start, "
+            f"not counted, {st.first:.3f} s), {st.cpu:.2f} CPU s, RSS then {st.rss_kib / 1024:.1f} MiB"
         )
     if found.kept:
         k = found.kept
@@ -694,6 +730,7 @@ def bench(args: argparse.Namespace) -> bool:
     wrk = ensure_wrk()
     found = Findings([], [])
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        args.pycache = str(Path(tmp) / "pycache")
         if not args.skip_throughput:
             found.results = throughput(args, wrk, tmp)
             found.startups = startup(args)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emulator.core.spec import DEFAULT_SPEC_PATH
-
 PACKAGE_DIR = Path(__file__).resolve().parent
+# The emulated API's contract (``emulator.core.spec`` loads it), bundled with the package.
+DEFAULT_SPEC_PATH = PACKAGE_DIR / "openapi.yaml"
 BUILTIN_FIXTURES = PACKAGE_DIR / "fixtures"
 ENV_PREFIX = "ANY_LLM_EMULATOR_"
 # Where, inside the data directory, the local CA and the clients' CA bundle are kept.

@@ -7,8 +7,9 @@ import json
 import pytest
 import yaml
 
+from emulator.config import DEFAULT_SPEC_PATH
 from emulator.core.catalog import ANY_MODEL_PATTERN, PREMIUM_MODELS, TOKEN_RATES, billable_units, load_spec
-from emulator.core.spec import DEFAULT_SPEC_PATH, PYDANTIC_ERRORS_URL, Spec
+from emulator.core.spec import PYDANTIC_ERRORS_URL, Spec
 
 ENDPOINTS = ("fal-ai/any-llm", "fal-ai/any-llm/vision", "fal-ai/any-llm/enterprise")
 # The seed document's twelve names (its any-llm enum) and its vision endpoint's extra one.

@@ -14,12 +14,82 @@ import pytest
 
 from emulator import Emulator, ManualClock, Settings
 from emulator.config import BUILTIN_FIXTURES
-from emulator.core.fixture_files import FIXTURE_SUFFIXES, FixtureError, _fixture_file_is_valid, load_fixtures
+from emulator.core.fixture_files import FIXTURE_SUFFIXES, FixtureError, Fixtures, _fixture_file_is_valid, load_fixtures
 from emulator.core.service import Call
 from emulator.core.spec import load_yaml, parse_json
 from emulator.runtime.serving import FULL_COLLECTION_EVERY, settle_garbage_collector
 
 HEAVY = ["cryptography", "faker", "httpx", "jinja2", "jsonschema"]
+# Loaded with the first call that needs them: the document and fixture parsers, the compiled
+# checks, and the surfaces and dashboard pages behind ``emulator.http.lazy``.
+LAZY = [
+    "yaml",
+    "jsonschema_rs",
+    "starlette.staticfiles",
+    "starlette.middleware.gzip",
+    "emulator.http.ui.views",
+    "emulator.core.openai_compat",
+    "emulator.http.routes.openai",
+    "emulator.http.routes.rest",
+    "emulator.http.routes.cdn",
+]
+
+
+def _started_modules(*then: str) -> list[str]:
+    """The modules of HEAVY and LAZY loaded once what ``serve`` imports is imported, the app built and ``then`` run."""
+    script = textwrap.dedent(
+        """
+        import asyncio, json, sys
+        import emulator.runtime.cli, emulator.runtime.serving, emulator.runtime.clientenv
+        from emulator.config import Settings
+        from emulator.core.service import Emulator
+        from emulator.http.app import create_app
+
+        app = create_app(emulator=Emulator.build(Settings(profile="instant", tls_port=0)))
+        """
+    )
+    script += "\n".join(then)
+    script += f"\nprint(json.dumps([name for name in {HEAVY + LAZY!r} if name in sys.modules]))\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    found: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+@pytest.mark.process
+def test_start_up_loads_no_parser_and_no_surface_before_a_call_needs_it() -> None:
+    """After start-up the parsers, compiled checks, dashboard pages and the lazily mounted surfaces are not loaded."""
+    assert _started_modules() == []
+
+
+@pytest.mark.process
+def test_the_first_calls_load_what_they_need() -> None:
+    """The health check loads no parser; a submit loads PyYAML and the compiled checks, a page and a chat theirs."""
+    calls = textwrap.dedent(
+        """
+        import httpx
+
+        async def calls():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+                auth = {"Authorization": "Key a:b"}
+                assert (await client.get("/_emulator/health")).status_code == 200
+                assert "yaml" not in sys.modules and "jsonschema_rs" not in sys.modules  # not for the health check
+                submitted = await client.post("/fal-ai/any-llm", json={"prompt": "hi"}, headers=auth)
+                assert submitted.status_code == 200, submitted.text
+                page = await client.get("/_emulator/ui/", headers={"accept": "text/html"})
+                assert page.status_code == 200, page.text
+                chat = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "echo: hi"}]}
+                path = "/run/openrouter/router/openai/v1/chat/completions"
+                answered = await client.post(path, json=chat, headers=auth)
+                assert answered.status_code == 200, answered.text
+
+        asyncio.run(calls())
+        """
+    )
+    loaded = _started_modules(calls)
+    for name in ("yaml", "jsonschema_rs", "emulator.http.ui.views", "emulator.core.openai_compat"):
+        assert name in loaded
+    assert "emulator.http.routes.cdn" not in loaded and "httpx" in loaded  # the client, not the server
 
 
 @pytest.mark.process
@@ -97,3 +167,18 @@ def test_settling_the_collector_freezes_the_start_up_heap_and_spaces_full_collec
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+def test_bundled_fixtures_that_end_the_list_are_read_on_first_use(tmp_path: Path) -> None:
+    """A user's fixture file is read (and checked) at once and matches first; the bundled ones load when used."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("fixtures:\n  - name: mine\n    match: {prompt: hi}\n    output: mine\n")
+    fixtures = Fixtures([mine, BUILTIN_FIXTURES])
+    assert [f.name for f in fixtures._fixtures] == ["mine"] and fixtures._deferred == [BUILTIN_FIXTURES]
+    names = [f.name for f in fixtures]
+    assert names[0] == "mine" and names[1:] == [f.name for f in load_fixtures([BUILTIN_FIXTURES])]
+    assert len(fixtures) == len(names) and fixtures[0].name == "mine" and fixtures._deferred == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fixtures:\n  - name: broken\n    match: 12\n")
+    with pytest.raises(FixtureError, match=r"bad\.yaml"):
+        Fixtures([bad, BUILTIN_FIXTURES])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,64 @@ def test_parameters_answer_the_same_the_second_time(spec: Spec) -> None:
     for n in range(1000):
         assert op.validate_parameters({"fal_max_queue_length": str(n)}, {})[0] == {"fal_max_queue_length": n}
     assert all(len(param.accepted) <= 64 for param in op.parameters)
+
+
+def test_a_document_of_the_users_is_compiled_whole_at_load(tmp_path: Path) -> None:
+    """A --spec document with a broken reference fails when it is loaded, not on the first call."""
+    from emulator.core.catalog import load_spec
+
+    document = {
+        "openapi": "3.0.0",
+        "paths": {
+            "/a/b": {
+                "post": {
+                    "x-emulator-action": "submit",
+                    "x-emulator-endpoint": "a/b",
+                    "parameters": [{"$ref": "#/components/parameters/Missing"}],
+                }
+            }
+        },
+        "components": {"parameters": {}},
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(json.dumps(document))
+    with pytest.raises(KeyError):
+        load_spec(path)
+
+
+def test_a_deferred_spec_parses_its_text_on_first_use_and_answers_the_same() -> None:
+    """Loaded deferred, openapi.yaml is parsed when first asked for, into the same document and operations."""
+    deferred = Spec.load(deferred=True)
+    assert deferred._pending is not None  # not parsed yet
+    eager = Spec.load()
+    assert deferred.endpoints == eager.endpoints and deferred.app_ids == eager.app_ids
+    assert deferred._pending is None
+    assert deferred.document == eager.document and deferred.source_text == eager.source_text
+    for action, endpoint in [("submit", "fal-ai/any-llm"), ("status", None), ("openai", None)]:
+        one, other = deferred.operation(action, endpoint), eager.operation(action, endpoint)
+        assert (one is None) == (other is None)
+        if one is not None and other is not None:
+            assert (one.body_schema, one.parameters) == (other.body_schema, other.parameters)
+
+
+def test_an_endpoint_added_before_the_parse_is_there_after_it() -> None:
+    """An endpoint added to a deferred spec (a loaded document at start-up) is added when the text is parsed."""
+    from emulator.endpoints.documents import load_document
+
+    document = load_document(Path(__file__).parent / "data" / "fal-openapi" / "fal-ai__esrgan.json")
+    spec = Spec.load(deferred=True)
+    spec.add_endpoint(document)
+    assert spec._pending is not None
+    op = spec.operation("submit", "fal-ai/esrgan")
+    assert op is not None and op.parameters and "fal-ai/esrgan" in spec.endpoints
+
+
+def test_the_bundled_document_is_loaded_deferred_and_another_at_once(tmp_path: Path) -> None:
+    """load_spec defers the bundled openapi.yaml; a copy elsewhere is parsed and checked before returning."""
+    from emulator.config import DEFAULT_SPEC_PATH
+    from emulator.core.catalog import load_spec
+
+    assert load_spec(DEFAULT_SPEC_PATH)._pending is not None
+    copy = tmp_path / "openapi.yaml"
+    copy.write_text(DEFAULT_SPEC_PATH.read_text())
+    assert load_spec(copy)._pending is None

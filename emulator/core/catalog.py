@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from emulator.core.spec import DEFAULT_SPEC_PATH, Spec
+from emulator.config import DEFAULT_SPEC_PATH
+from emulator.core.spec import Spec
 from emulator.endpoints.documents import EndpointDocument, builtin_documents, parse_document
 
 MODEL_SCHEMA = "AnyLlmModel"
@@ -114,5 +115,10 @@ def builtin_endpoints(*, any_model: bool = False) -> list[EndpointDocument]:
 
 
 def load_spec(path: Path = DEFAULT_SPEC_PATH, *, any_model: bool = False) -> Spec:
-    """openapi.yaml with the built-in endpoints, any-llm's opened to any model name when ``any_model`` is set."""
-    return Spec.load(path, builtin_endpoints(any_model=any_model))
+    """openapi.yaml with the built-in endpoints, any-llm's opened to any model name when ``any_model`` is set.
+
+    The bundled openapi.yaml is parsed when the first call needs it (a server starts without PyYAML or
+    the parse); another document is read and checked whole at once, so a bad one fails at start-up.
+    """
+    bundled = path.resolve() == DEFAULT_SPEC_PATH.resolve()
+    return Spec.load(path, builtin_endpoints(any_model=any_model), deferred=bundled)

@@ -6,13 +6,10 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import jsonschema_rs
-import yaml
+from typing import Any, overload
 
 from emulator.core.faults import FaultError, Rule
 from emulator.core.models import JSON, Failure
@@ -238,8 +235,10 @@ def _fault_rules(raw: list[JSON], where: str) -> tuple[Rule, ...]:
 
 @functools.cache
 def _fixture_file_check() -> Callable[[Any], bool]:
-    # Compiled (jsonschema-rs): the bundled fixtures load at every start-up, and jsonschema
-    # itself (~50 ms to import) is needed only to word the error of a file that fails.
+    # Compiled (jsonschema-rs): jsonschema itself (~50 ms to import) is needed only to word the
+    # error of a file that fails.
+    import jsonschema_rs
+
     return jsonschema_rs.Draft7Validator(FIXTURE_FILE_SCHEMA, validate_formats=False).is_valid
 
 
@@ -254,6 +253,8 @@ def _best_error(data: Any) -> Any:
 
 
 def _load_file(path: Path) -> list[Fixture]:
+    import yaml  # with the first fixture file read
+
     try:
         raw = path.read_text(encoding="utf-8")
         data = json.loads(raw) if path.suffix == ".json" else load_yaml(raw)
@@ -322,3 +323,40 @@ def load_fixtures(paths: Iterable[Path]) -> list[Fixture]:
         for file in files:
             fixtures.extend(_load_file(file))
     return fixtures
+
+
+class Fixtures(Sequence[Fixture]):
+    """Fixtures in match order: the files given are read now, the bundled ones that end the list on first use.
+
+    The bundled files are the package's own (a test checks them): a server that starts need not
+    parse them, nor import PyYAML, before a request is matched against them.
+    """
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        paths = list(paths)
+        split = len(paths)
+        while split and paths[split - 1].resolve().is_relative_to(_BUNDLED):
+            split -= 1
+        self._fixtures = load_fixtures(paths[:split])
+        self._deferred = paths[split:]
+
+    def _all(self) -> list[Fixture]:
+        if self._deferred:
+            self._fixtures = self._fixtures + load_fixtures(self._deferred)
+            self._deferred = []
+        return self._fixtures
+
+    def __iter__(self) -> Iterator[Fixture]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    @overload
+    def __getitem__(self, index: int) -> Fixture: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Fixture]: ...
+
+    def __getitem__(self, index: int | slice) -> Fixture | Sequence[Fixture]:
+        return self._all()[index]

@@ -23,6 +23,8 @@ FAL_HOSTS: Mapping[str, str] = {
     # emulator answers that path beside the queue surface's routes.
     "fal.ai": "queue",
 }
+# Where fal serves the OpenAI-compatible surface on its run host: https://fal.run/openrouter/router/openai/v1
+OPENAI_BASE_PATH = "openrouter/router/openai/v1"
 # Every *.fal.media name is the CDN (file URLs come from several of its hosts).
 CDN_DOMAIN = "fal.media"
 # The name each surface goes by when the emulator hands out fal's own URLs.

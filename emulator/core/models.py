@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,9 @@ REQUEST_TIMEOUT = Failure(504, "Request timed out", "request_timeout")
 class Plan:
     """The timeline of one run, decided when the request starts (seconds after start)."""
 
-    tokens: tuple[str, ...]
+    # The stream tokens in order (a tuple; a completed record kept by the memory store holds its
+    # text instead, split when read: ``emulator.core.outputs.SplitText``).
+    tokens: Sequence[str]
     first_token_after: float
     seconds_per_token: float
     output: JSON

@@ -8,9 +8,9 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from emulator.core.faults import Rule
 from emulator.core.fixture_files import Fixture, Outcome, Timing
@@ -93,6 +93,48 @@ def split_tokens(text: str) -> tuple[str, ...]:
     return tuple(tokens)
 
 
+class SplitText(Sequence[str]):
+    """A text's stream tokens, split when read (``split_tokens`` keeps recent splits).
+
+    What a completed run keeps instead of its own tuple of token strings: a few hundred tokens
+    are a few kB of string objects, the text they join back to a few hundred bytes, and a
+    completed run's tokens are read only by a stream or page that asks for them.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __len__(self) -> int:
+        return len(split_tokens(self.text))
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
+        return split_tokens(self.text)[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(split_tokens(self.text))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SplitText):
+            return self.text == other.text
+        if isinstance(other, (tuple, list)):
+            return split_tokens(self.text) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(split_tokens(self.text))
+
+    def __repr__(self) -> str:
+        return f"SplitText({self.text!r})"
+
+
 _TEXTS_KEPT = 4096
 # The longest generated answer, whatever max_tokens asks (a few seconds of text, not a book).
 MAX_GENERATED_WORDS = 1000
@@ -147,7 +189,7 @@ def _no_dialect(endpoint: str) -> Dialect | None:
 class Outputs:
     """Chooses the answer for an input: the first matching fixture, else generated text."""
 
-    fixtures: list[Fixture] = field(default_factory=list)
+    fixtures: Sequence[Fixture] = field(default_factory=list)
     seed: int | None = None
     default_length: tuple[int, int] = (40, 120)
     checks: list[InputCheck] = field(default_factory=list)

@@ -492,7 +492,9 @@ class Scheduler:
         applied = start = lane.logs_applied.get(record.id, 0)
         while applied < len(plan.logs) and plan.logs[applied][0] <= upto:
             offset, level, message = plan.logs[applied]
-            record.logs.append(LogLine(message, level, record.started_at + offset))
+            # A line due at the start shares the start's float: a completed record keeps its lines.
+            timestamp = record.started_at + offset if offset else record.started_at
+            record.logs.append(LogLine(message, level, timestamp))
             applied += 1
         lane.logs_applied[record.id] = applied
         return applied > start

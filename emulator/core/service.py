@@ -22,13 +22,13 @@ from emulator.core.clock import Clock, ManualClock, SystemClock
 from emulator.core.errors import Problem, not_found, validation_problem
 from emulator.core.events import Hub
 from emulator.core.faults import HTTP_KINDS, Fault, Faults, Rule
-from emulator.core.fixture_files import load_fixtures
+from emulator.core.fixture_files import Fixtures, load_fixtures
+from emulator.core.hosts import OPENAI_BASE_PATH
 from emulator.core.ids import IdFactory
 from emulator.core.journal import Journal
 from emulator.core.lifecycle import PROFILES
 from emulator.core.models import JSON, Failure, Priority, RequestRecord, State
-from emulator.core.openai_compat.answers import OpenAIDialect
-from emulator.core.outputs import Outputs
+from emulator.core.outputs import Dialect, Outputs
 from emulator.core.queues import LocalQueue, SharedQueueStrategy
 from emulator.core.scheduler import CancelResult, Scheduler, Submission
 from emulator.core.spec import Operation, Spec
@@ -156,7 +156,7 @@ class Emulator:
             endpoints, files, seed=settings.seed, default_files_url=f"http://{settings.host}:{settings.port}/cdn"
         )
         outputs = Outputs(
-            load_fixtures(settings.fixture_paths()),
+            Fixtures(settings.fixture_paths()),
             seed=settings.seed,
             checks=[InputFiles(endpoints, files, [settings.host], settings.file_inputs)],
             behaviour_for=generated.behaviour_for,
@@ -176,7 +176,7 @@ class Emulator:
         )
         scheduler.concurrency_limit = settings.concurrency_limit
         # fal's OpenAI-compatible ids answer in OpenAI's JSON over the same text, on either surface.
-        outputs.dialect_for = OpenAIDialect(seed=settings.seed, ids=scheduler.ids, clock=clock).dialect_for
+        outputs.dialect_for = _openai_dialect(settings, scheduler.ids, clock)
         journal = Journal(settings.journal_size, settings.journal_body_bytes)
         webhooks = Webhooks.build(
             settings.data_dir,
@@ -601,6 +601,23 @@ def _wants_logs(params: JSON) -> bool:
 
 def _logs(record: RequestRecord, params: JSON) -> list[Any] | None:
     return list(record.logs) if _wants_logs(params) else None
+
+
+def _openai_dialect(settings: Settings, ids: IdFactory, clock: Clock) -> Callable[[str], Dialect | None]:
+    """The OpenAI dialect for fal's OpenAI-compatible ids, its module imported with the first such call."""
+    prefix = OPENAI_BASE_PATH + "/"
+    made: list[Callable[[str], Dialect | None]] = []
+
+    def dialect_for(endpoint: str) -> Dialect | None:
+        if not endpoint.startswith(prefix):
+            return None
+        if not made:
+            from emulator.core.openai_compat.answers import OpenAIDialect
+
+            made.append(OpenAIDialect(seed=settings.seed, ids=ids, clock=clock).dialect_for)
+        return made[0](endpoint)
+
+    return dialect_for
 
 
 def _whole_body(error: JSON) -> bool:

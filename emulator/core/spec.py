@@ -19,18 +19,15 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import jsonschema_rs
 import orjson
-import yaml
 
+from emulator.config import DEFAULT_SPEC_PATH
 from emulator.core.models import JSON
 
 if TYPE_CHECKING:
     import jsonschema
 
     from emulator.endpoints.documents import EndpointDocument
-
-DEFAULT_SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 ErrorDetail = dict[str, Any]
 
@@ -363,6 +360,8 @@ def draft7(schema: JSON) -> jsonschema.protocols.Validator:
 
 def load_yaml(text: str) -> Any:
     """``yaml.safe_load`` through libyaml when PyYAML has it: about ten times faster on openapi.yaml."""
+    import yaml  # imported with the first document read: ~8 ms that a start-up may not need
+
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
@@ -417,6 +416,8 @@ def _detail(error: jsonschema.ValidationError, prefix: list[str | int]) -> Error
 
 def _fast_check(schema: JSON) -> Callable[[Any], bool] | None:
     """jsonschema-rs's check of the same Draft 7 schema (formats not asserted, as jsonschema's default)."""
+    import jsonschema_rs  # imported with the first body checked, as the compile itself is deferred
+
     try:
         validator = jsonschema_rs.Draft7Validator(schema, validate_formats=False)
     except Exception:  # a schema it cannot compile: jsonschema alone decides
@@ -455,14 +456,30 @@ class Spec:
     openapi.yaml declares what every endpoint shares (``x-emulator-endpoint-paths``: the queue and
     run operations, written once) and the surfaces of their own (the OpenAI-compatible one). Each
     endpoint comes from its fal document (:meth:`add_endpoint`): the built-in ones and any loaded.
+
+    A spec made from openapi.yaml's text alone (``load(path, deferred=True)``) parses it, and adds
+    the endpoints given so far, when a call first asks for an operation: a server starts without
+    PyYAML or the parse.
     """
 
-    def __init__(self, base: JSON, documents: Iterable[EndpointDocument] = ()) -> None:
-        self.base = base
+    def __init__(self, base: JSON | None, documents: Iterable[EndpointDocument] = (), *, text: str = "") -> None:
+        self._text = text
         self._documents: dict[str, EndpointDocument] = {}
         # The whole document and its two texts, built when first served and again after a change.
         self._built: dict[str, Any] = {}
         self._operations: dict[tuple[str, str | None], Operation] = {}
+        self._parameters: dict[str, list[Parameter]] = {}
+        self._endpoints: frozenset[str] = frozenset()
+        self._app_ids: frozenset[str] = frozenset()
+        # Endpoints added before the base is parsed, in order, with the input check each was given.
+        self._pending: list[tuple[EndpointDocument, Operation | None]] | None = []
+        for document in documents:
+            self.add_endpoint(document)
+        if base is not None:
+            self._load(base)
+
+    def _load(self, base: JSON) -> None:
+        self._base = base
         for path, item in base.get("paths", {}).items():
             for method, raw in item.items():
                 if not isinstance(raw, dict) or "x-emulator-action" not in raw:
@@ -471,7 +488,6 @@ class Spec:
                 self._operations.setdefault((op.action, op.endpoint), op)
         # The shared operations: the ones on a request answer for every endpoint; the parameters of
         # submit, run and run_stream go to each endpoint added.
-        self._parameters: dict[str, list[Parameter]] = {}
         for path, item in base.get(ENDPOINT_PATHS, {}).items():
             for method, raw in item.items():
                 if not isinstance(raw, dict) or "x-emulator-action" not in raw:
@@ -482,25 +498,54 @@ class Spec:
                     self._parameters[op.action] = op.parameters
                 else:
                     self._operations.setdefault((op.action, None), dataclasses.replace(op, endpoint=None))
-        self.endpoints: frozenset[str] = frozenset(
+        self._endpoints = self._endpoints | frozenset(
             endpoint for (action, endpoint) in self._operations if action == "submit" and endpoint
         )
-        self.app_ids: frozenset[str] = frozenset(app_id_of(e) for e in self.endpoints)
-        for document in documents:
-            self.add_endpoint(document)
+        self._app_ids = frozenset(app_id_of(e) for e in self._endpoints)
+        pending, self._pending = self._pending or [], None
+        for document, body in pending:
+            self.add_endpoint(document, body)
+
+    def _ensure(self) -> None:
+        if self._pending is not None:
+            self._load(load_yaml(self._text))
+
+    @property
+    def base(self) -> JSON:
+        """openapi.yaml's document (the shared part)."""
+        self._ensure()
+        return self._base
+
+    @property
+    def endpoints(self) -> frozenset[str]:
+        self._ensure()
+        return self._endpoints
+
+    @property
+    def app_ids(self) -> frozenset[str]:
+        self._ensure()
+        return self._app_ids
 
     @classmethod
-    def load(cls, path: Path = DEFAULT_SPEC_PATH, documents: Iterable[EndpointDocument] | None = None) -> Spec:
-        """The document at ``path`` with ``documents`` added (the built-in endpoints when None)."""
+    def load(
+        cls,
+        path: Path = DEFAULT_SPEC_PATH,
+        documents: Iterable[EndpointDocument] | None = None,
+        *,
+        deferred: bool = False,
+    ) -> Spec:
+        """The document at ``path`` with ``documents`` added (the built-in endpoints when None); parsed
+        now, or when first needed if ``deferred``."""
         if documents is None:
             from emulator.endpoints.documents import builtin_documents  # which builds on this module
 
             documents = builtin_documents()
-        return cls(load_yaml(path.read_text(encoding="utf-8")), documents)
+        text = path.read_text(encoding="utf-8")
+        return cls(None if deferred else load_yaml(text), documents, text=text)
 
     def _compile(self, path: str, method: str, raw: JSON) -> Operation:
         parameters = []
-        for param in _resolve(raw.get("parameters", []), self.base):
+        for param in _resolve(raw.get("parameters", []), self._base):
             schema = param.get("schema", {})
             parameters.append(
                 Parameter(
@@ -513,7 +558,7 @@ class Spec:
         body_schema = None
         body = raw.get("requestBody")
         if body:
-            body_schema = _resolve(body["content"]["application/json"]["schema"], self.base)
+            body_schema = _resolve(body["content"]["application/json"]["schema"], self._base)
         return Operation(
             action=raw["x-emulator-action"],
             method=method.upper(),
@@ -526,8 +571,10 @@ class Spec:
 
     @property
     def documents(self) -> list[EndpointDocument]:
-        """The endpoints' documents, in the order they were added."""
-        return list(self._documents.values())
+        """The endpoints' documents, in the order they were added (no parse needed)."""
+        if self._pending is None:
+            return list(self._documents.values())
+        return list({document.endpoint_id: document for document, _ in self._pending}.values())
 
     def add_endpoint(self, document: EndpointDocument, body: Operation | None = None) -> None:
         """Add (or replace) an endpoint from its document: submit, run and run_stream take ``body``'s input
@@ -535,6 +582,9 @@ class Spec:
 
         Adding an id again replaces its operations; the lookups stay one dict access each.
         """
+        if self._pending is not None:
+            self._pending.append((document, body))
+            return
         endpoint = document.endpoint_id
         if body is None:
             body = body_operation(endpoint, document.input_schema)
@@ -549,8 +599,8 @@ class Spec:
             )
         self._documents[endpoint] = document
         self._built.clear()
-        self.endpoints = self.endpoints | {endpoint}
-        self.app_ids = self.app_ids | {app_id_of(endpoint)}
+        self._endpoints = self._endpoints | {endpoint}
+        self._app_ids = self._app_ids | {app_id_of(endpoint)}
 
     @property
     def document(self) -> JSON:
@@ -575,13 +625,19 @@ class Spec:
         """The whole API as YAML (``/openapi.yaml``)."""
         found = self._built.get("yaml")
         if found is None:
+            import yaml
+
             dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
             found = self._built["yaml"] = yaml.dump(self.document, Dumper=dumper, sort_keys=False, allow_unicode=True)
         return cast(str, found)
 
     def operation(self, action: str, endpoint: str | None = None) -> Operation | None:
         """The operation for an action (``submit``, ``status``, ...), per endpoint where it has one."""
-        return self._operations.get((action, endpoint))
+        found = self._operations.get((action, endpoint))
+        if found is None and self._pending is not None:
+            self._ensure()
+            found = self._operations.get((action, endpoint))
+        return found
 
 
 def body_operation(endpoint: str, schema: JSON) -> Operation:

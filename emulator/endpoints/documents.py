@@ -19,8 +19,6 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from emulator.core.models import JSON
 from emulator.core.spec import ENDPOINT_PATHS, _resolve, app_id_of
 
@@ -95,11 +93,18 @@ def load_document(path: Path) -> EndpointDocument:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DocumentError(f"{path}: cannot be read: {_first_line(str(exc))}") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
-        raise DocumentError(f"{path}: not valid {kind}: {_first_line(str(exc))}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise DocumentError(f"{path}: not valid JSON: {_first_line(str(exc))}") from None
+    else:
+        import yaml  # with the first YAML document read: the built-in documents are JSON
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise DocumentError(f"{path}: not valid YAML: {_first_line(str(exc))}") from None
     return parse_document(data, str(path))
 
 

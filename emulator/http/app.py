@@ -23,8 +23,10 @@ from emulator.http.dispatch import FalHosts
 from emulator.http.errors import http_error, server_error
 from emulator.http.front import ALL_METHODS as _ALL_METHODS
 from emulator.http.front import QueueFront, front_door
+from emulator.http.hosts import OPENAI_PREFIX
 from emulator.http.journal import JournalMiddleware
-from emulator.http.routes import cdn, control, documents, openai, queue, realtime, rest, run, ui, webhooks
+from emulator.http.lazy import LazyRoutes
+from emulator.http.routes import control, documents, queue, realtime, run, ui, webhooks
 from emulator.store import Store
 
 if TYPE_CHECKING:
@@ -74,13 +76,23 @@ def create_app(
         WebSocketRoute("/{path:path}", realtime.refuse),
         Route("/openapi.yaml", openapi_yaml, methods=["GET"]),
         *documents.routes,
-        Mount("/_emulator", routes=[*control.routes, *documents.control_routes, *webhooks.control_routes, *ui.routes]),
+        Mount(
+            "/_emulator",
+            routes=[
+                *control.routes,
+                *documents.control_routes,
+                *webhooks.control_routes,
+                # The dashboard: its pages, templates and views load with its first page.
+                Mount(ui.MOUNT, app=LazyRoutes("emulator.http.routes.ui:dashboard_routes")),
+            ],
+        ),
         *webhooks.rest_routes,
-        Mount(openai.PREFIX, routes=openai.routes),
+        # The surfaces fewer runs use are imported on their first call (emulator.http.lazy).
+        Mount(OPENAI_PREFIX, app=LazyRoutes("emulator.http.routes.openai:routes")),
         Mount("/run", routes=[Route("/{path:path}", run.handle, methods=ALL_METHODS)]),
         # Storage, for the official clients' uploads: rest.fal.ai under /rest, v3.fal.media under /cdn.
-        Mount("/rest", routes=rest.routes + webhooks.rest_routes),
-        Mount("/cdn", routes=cdn.routes),
+        Mount("/rest", app=LazyRoutes("emulator.http.routes.rest:routes", "emulator.http.routes.webhooks:rest_routes")),
+        Mount("/cdn", app=LazyRoutes("emulator.http.routes.cdn:routes")),
         Route("/{path:path}", queue.handle, methods=ALL_METHODS),
     ]
     # FalHosts serves the JS proxy path and requests addressed to fal's own host names; it runs

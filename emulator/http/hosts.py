@@ -16,10 +16,12 @@ from urllib.parse import quote, urlsplit
 from starlette.requests import Request
 from starlette.types import Scope
 
-from emulator.core.hosts import REAL_HOST
+from emulator.core.hosts import OPENAI_BASE_PATH, REAL_HOST
 
 URLS_KEY = "emulator.urls"
 SURFACE_PREFIX = {"queue": "", "run": "/run", "rest": "/rest", "cdn": "/cdn"}
+# Where the OpenAI-compatible surface is mounted: the run host's prefix, then fal's path.
+OPENAI_PREFIX = f"{SURFACE_PREFIX['run']}/{OPENAI_BASE_PATH}"
 # The emulator's own API answers on every host, so health checks work whatever the name.
 OWN_PREFIX = "/_emulator"
 

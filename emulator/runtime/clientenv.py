@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emulator.config import Settings
-from emulator.http.routes.openai import PREFIX as OPENAI_PREFIX
+from emulator.http.hosts import OPENAI_PREFIX
 from emulator.http.routes.proxy import PROXY_PATH
 
 if TYPE_CHECKING:

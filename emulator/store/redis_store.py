@@ -116,7 +116,7 @@ class RedisStore(MemoryStore):
 
     def save(self, record: RequestRecord, now: float) -> None:
         key = (record.namespace, record.id)
-        if key in self._records:
+        if self.get(*key) is not None:
             lease = self._leases.pop(key, None) if record.done else None
             # Started (by a runner or by hand) or finished: no longer for anyone to claim.
             dequeue = record.state is not State.IN_QUEUE
@@ -204,7 +204,7 @@ class RedisStore(MemoryStore):
         self._put(("requeue", record.namespace, record.id, int(record.priority), lease or ""))
 
     def refresh(self, namespace: str, request_id: str) -> Awaitable[None] | None:
-        cached = self._records.get((namespace, request_id))
+        cached = self.get(namespace, request_id)
         if cached is not None and self._runners is not None and self._runners.is_local(cached):
             return None
         return self._refresh(namespace, request_id)
@@ -225,7 +225,7 @@ class RedisStore(MemoryStore):
         if body is not None:
             self._mirror(decode(body))
         else:
-            cached = self._records.get((namespace, request_id))
+            cached = self.get(namespace, request_id)
             if cached is not None and not cached.done:
                 # Accepted, not finished, and gone from Redis (which lost its data): write it back.
                 try:
@@ -425,7 +425,7 @@ class RedisStore(MemoryStore):
         if seen is None or seen == self._generation:
             return
         first, self._generation = self._generation is None, seen
-        held = sorted(self._records.values(), key=lambda r: (r.seq, r.submitted_at))
+        held = sorted(MemoryStore.records(self), key=lambda r: (r.seq, r.submitted_at))
         if not held:
             return
         written = await self._restore(held)
@@ -510,14 +510,14 @@ class RedisStore(MemoryStore):
     def _mirror(self, fresh: RequestRecord, *, claimed: bool = False) -> RequestRecord:
         """Bring this process's copy of a record up to date, in place, so holders of it see the change."""
         key = (fresh.namespace, fresh.id)
-        record = self._records.get(key)
+        record = self.get(*key)
         runners = self._runners
         local = record is not None and runners is not None and runners.is_local(record)
         if record is not None and local and not claimed and not fresh.done:
             return record  # this process runs it: its own copy is the newer one
         if record is None:
             record = fresh
-            self._records[key] = record
+            MemoryStore.add(self, record)
         else:
             for item in dataclasses.fields(RequestRecord):
                 setattr(record, item.name, getattr(fresh, item.name))

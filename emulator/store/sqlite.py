@@ -87,20 +87,19 @@ class SqliteStore(MemoryStore):
         finished = []
         for (body,) in rows:
             record = decode(body)
-            self._records[(record.namespace, record.id)] = record
+            MemoryStore.add(self, record)
             if record.done:
                 finished.append(record)
         finished.sort(key=lambda r: r.completed_at or 0.0)
         for record in finished:
-            key = (record.namespace, record.id)
-            self._completed[key] = record.completed_at or 0.0
-            if record.webhook_url is not None and key not in settled:
+            self._settle(record, 0.0)  # into the eviction queue, in completion order
+            if record.webhook_url is not None and (record.namespace, record.id) not in settled:
                 self._unsent.append(record)
 
     # -- the Store protocol ----------------------------------------------------------------
 
     def save(self, record: RequestRecord, now: float) -> None:
-        if (record.namespace, record.id) in self._records:
+        if self.get(record.namespace, record.id) is not None:
             try:
                 body = encode(record)
             except (TypeError, ValueError) as exc:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.core.errors import Problem
+from emulator.core.hosts import OPENAI_BASE_PATH
 from emulator.core.models import JSON
 from emulator.core.spec import JSONRejected, parse_json
 
@@ -28,8 +29,7 @@ __all__ = [
     "positive_int",
 ]
 
-# Where fal serves it on its run host: https://fal.run/openrouter/router/openai/v1
-BASE_PATH = "openrouter/router/openai/v1"
+BASE_PATH = OPENAI_BASE_PATH
 CHAT = f"{BASE_PATH}/chat/completions"
 RESPONSES = f"{BASE_PATH}/responses"
 EMBEDDINGS = f"{BASE_PATH}/embeddings"

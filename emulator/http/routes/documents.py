@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -63,6 +62,8 @@ async def put_endpoint(request: Request) -> Response:
     """Add or replace an endpoint from a document in the body (JSON or YAML); it answers at once."""
     emulator = guard(request)
     raw = await read_body(request, DOCUMENT_BODY_LIMIT)
+    import yaml  # with the first document put
+
     try:
         data = json.loads(raw) if raw.lstrip()[:1] in (b"{", b"[") else yaml.safe_load(raw)
     except (ValueError, yaml.YAMLError) as exc:

@@ -9,14 +9,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator.core.errors import Problem, not_found
-from emulator.core.openai_compat import BASE_PATH
 from emulator.core.openai_compat.surface import OpenAISurface
 from emulator.core.service import Reply
 from emulator.http.common import authenticate, emulator_of, method_not_allowed, problem_response, read_body, render
 from emulator.http.front import ALL_METHODS
+from emulator.http.hosts import OPENAI_PREFIX
 
-# Where the surface is mounted: the run host's prefix, then fal's path.
-PREFIX = f"/run/{BASE_PATH}"
+PREFIX = OPENAI_PREFIX
 
 _Handler = Callable[[OpenAISurface, str, bytes], Awaitable[Reply]]
 

@@ -19,24 +19,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route, Router
-from starlette.staticfiles import StaticFiles
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator.core.events import Subscription, TooManySubscribers
 from emulator.core.models import RequestRecord, State
 from emulator.core.service import Emulator
 from emulator.http.common import HTTPProblem, emulator_of, json_response, problem_response
-from emulator.http.ui import views
 
 if TYPE_CHECKING:
     import jinja2
 
+    # Imported by each page function instead: the views load with the dashboard's first page,
+    # while this module's cross-site check (``browser_front``) serves every call from start-up.
+    from emulator.http.ui import views
+
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
-PREFIX = "/_emulator/ui"
+# The dashboard's mount under /_emulator; its pages, views and templates load with its first page
+# (``dashboard_routes``), the cross-site check below serves every call.
+MOUNT = "/ui"
+PREFIX = "/_emulator" + MOUNT
 TOKEN_COOKIE = "emulator_token"
 # An idle stream sends a comment this often (loop seconds), so a closed tab is noticed.
 KEEPALIVE_SECONDS = 15.0
@@ -140,6 +144,8 @@ def _page(endpoint: Any) -> Any:
 
 def _common(request: Request, emulator: Emulator, title: str) -> dict[str, Any]:
     """What every page's frame needs."""
+    from emulator.http.ui import views
+
     return {
         "title": title,
         "prefix": PREFIX,
@@ -158,6 +164,8 @@ def _served(emulator: Emulator) -> str:
 
 
 def _filters(request: Request, emulator: Emulator) -> views.Filters:
+    from emulator.http.ui import views
+
     params = request.query_params
     status = params.get("status", "").upper()
     if status and status not in views.STATUSES:
@@ -175,6 +183,8 @@ def _filters(request: Request, emulator: Emulator) -> views.Filters:
 
 
 async def queue_page(request: Request, emulator: Emulator) -> Response:
+    from emulator.http.ui import views
+
     filters = _filters(request, emulator)
     shown, total = views.records(emulator, filters)
     context = _common(request, emulator, "Queue")
@@ -205,6 +215,8 @@ def _find(emulator: Emulator, request_id: str, namespace: str | None) -> Request
 
 
 async def request_page(request: Request, emulator: Emulator) -> Response:
+    from emulator.http.ui import views
+
     record = _find(emulator, request.path_params["request_id"], request.query_params.get("namespace"))
     context = _common(request, emulator, f"Request {record.id}")
     context["summary"] = views.summary(emulator, record.namespace)
@@ -227,6 +239,8 @@ async def playground_index(request: Request, emulator: Emulator) -> Response:
 
 
 async def playground_page(request: Request, emulator: Emulator) -> Response:
+    from emulator.http.ui import views
+
     endpoint = request.path_params["endpoint"].strip("/")
     operation = emulator.spec.operation("submit", endpoint) if endpoint in emulator.endpoints else None
     if operation is None:
@@ -255,19 +269,27 @@ def _event(name: str, data: Any) -> bytes:
 
 
 def _row_html(emulator: Emulator, record: RequestRecord) -> str:
+    from emulator.http.ui import views
+
     return _macro("_rows.html", "row", views.row(emulator, record), PREFIX)
 
 
 def _table_html(emulator: Emulator, filters: views.Filters) -> str:
+    from emulator.http.ui import views
+
     shown, _ = views.records(emulator, filters)
     return "".join(_row_html(emulator, r) for r in shown)
 
 
 def _summary_html(emulator: Emulator, namespace: str | None) -> str:
+    from emulator.http.ui import views
+
     return _macro("_sections.html", "summary", views.summary(emulator, namespace), PREFIX)
 
 
 def _request_sections(emulator: Emulator, record: RequestRecord) -> dict[str, str]:
+    from emulator.http.ui import views
+
     detail = views.detail(emulator, record)
     return {
         name: _macro("_sections.html", name, detail, PREFIX)
@@ -305,6 +327,8 @@ class _Watch:
 
     def focus_events(self, changed: bool, *, full: bool = False) -> list[bytes]:
         """The focused request's changed sections, new text, new attempts."""
+        from emulator.http.ui import views
+
         record = self.focus
         if record is None:
             return []
@@ -539,23 +563,23 @@ def _wants_html(scope: Scope) -> bool:
     return False
 
 
-pages = Router(
-    [
-        Route("/", _page(queue_page), methods=["GET"]),
-        Route("/requests/{request_id}", _page(request_page), methods=["GET"]),
-        Route("/playground", _page(playground_index), methods=["GET"]),
-        Route("/playground/{endpoint:path}", _page(playground_page), methods=["GET"]),
-        Mount("/static", StaticFiles(directory=UI_DIR / "static"), name="ui-static"),
-    ]
-)
-routes = [
-    Mount(
-        "/ui",
-        routes=[
-            # The stream stays out of the compression: each event must leave as soon as it is written.
-            Route("/events", _page(events), methods=["GET"]),
-            # A thousand rows are ~400 kB of HTML and ~30 kB compressed.
-            Mount("", app=GZipMiddleware(pages, minimum_size=1024)),
-        ],
+def dashboard_routes() -> list[BaseRoute]:
+    """The dashboard's routes under ``PREFIX``, built (and their modules imported) on its first call."""
+    from starlette.middleware.gzip import GZipMiddleware
+    from starlette.staticfiles import StaticFiles
+
+    pages = Router(
+        [
+            Route("/", _page(queue_page), methods=["GET"]),
+            Route("/requests/{request_id}", _page(request_page), methods=["GET"]),
+            Route("/playground", _page(playground_index), methods=["GET"]),
+            Route("/playground/{endpoint:path}", _page(playground_page), methods=["GET"]),
+            Mount("/static", StaticFiles(directory=UI_DIR / "static"), name="ui-static"),
+        ]
     )
-]
+    return [
+        # The stream stays out of the compression: each event must leave as soon as it is written.
+        Route("/events", _page(events), methods=["GET"]),
+        # A thousand rows are ~400 kB of HTML and ~30 kB compressed.
+        Mount("", app=GZipMiddleware(pages, minimum_size=1024)),
+    ]
