@@ -63,38 +63,6 @@ def test_a_whole_request_head_over_the_limit_is_answered_431_on_uvicorn(tmp_path
         assert len(running.emulator.journal) == 0
 
 
-@pytest.mark.socket
-def test_a_websocket_is_refused_with_the_reason_over_a_real_socket(tmp_path: Path) -> None:
-    """uvicorn's WebSocket protocol, loaded on the first upgrade, carries the realtime refusal: 1008 and the reason."""
-    from websockets.exceptions import ConnectionClosed
-    from websockets.sync.client import connect
-
-    from emulator.http.routes.realtime import REASON
-
-    with start_server(Settings(data_dir=tmp_path)) as running:
-        url = running.base_url.replace("http://", "ws://") + "/fal-ai/any-llm/ws?fal_jwt_token=x"
-        for _ in range(2):  # the first upgrade loads the protocol, the second finds it loaded
-            with connect(url, open_timeout=30) as websocket, pytest.raises(ConnectionClosed) as closed:
-                websocket.recv(timeout=30)
-            assert closed.value.rcvd is not None
-            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, REASON)
-
-
-@pytest.mark.process
-def test_a_loaded_server_config_imports_no_websocket_library() -> None:
-    """uvicorn's config, loaded as the runner makes it, leaves the WebSocket library for the first upgrade."""
-    script = (
-        "import json, sys, uvicorn\n"
-        "from emulator.runtime.serving import http_protocol, websocket_protocol\n"
-        "async def app(scope, receive, send): pass\n"
-        "config = uvicorn.Config(app, http=http_protocol(), ws=websocket_protocol())\n"
-        "config.load()\n"
-        "print(json.dumps([config.ws_protocol_class is not None, 'websockets' in sys.modules]))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.strip().splitlines()[-1] == "[true, false]"
-
-
 @pytest.mark.anyio
 async def test_draining_answers_a_waiting_call_503_and_ends_a_stream() -> None:
     """drain() ends a call that has not answered with a 503 saying why, and a started stream with its last chunk."""

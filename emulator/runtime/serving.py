@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib.util
 import ipaddress
 import logging
 import os
@@ -22,7 +21,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Literal
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -153,26 +152,6 @@ def http_protocol() -> type[asyncio.Protocol] | Literal["auto"]:
     return CoalescingHttpToolsProtocol
 
 
-def websocket_protocol() -> type[asyncio.Protocol] | Literal["auto"]:
-    """uvicorn's own WebSocket protocol (its ``auto`` choice), imported when the first upgrade arrives.
-
-    The WebSocket library and uvicorn's protocol over it cost 15-18 ms of CPU at start-up, and
-    the emulator only refuses WebSockets (the realtime surface); an upgrade is answered exactly as
-    before. Without a WebSocket library installed, ``auto`` lets uvicorn refuse upgrades as it does.
-    """
-    if importlib.util.find_spec("websockets") is None and importlib.util.find_spec("wsproto") is None:
-        return "auto"
-    # uvicorn calls the class with keyword arguments, once per upgrade; a function does the same.
-    return cast("type[asyncio.Protocol]", _websocket_on_first_upgrade)
-
-
-def _websocket_on_first_upgrade(**kwargs: Any) -> asyncio.Protocol:
-    from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
-
-    assert AutoWebSocketsProtocol is not None  # a library was found above
-    return AutoWebSocketsProtocol(**kwargs)
-
-
 class _Server(uvicorn.Server):
     """A server that leaves signals to the runner, so two can share one loop and stop together."""
 
@@ -274,7 +253,6 @@ class Runner:
                 ssl_certfile=str(certs.cert) if tls and certs else None,
                 ssl_keyfile=str(certs.key) if tls and certs else None,
                 http=http_protocol(),
-                ws=websocket_protocol(),
                 h11_max_incomplete_event_size=self.settings.max_header_bytes,
                 # A backstop only: the runner's own wind-down ends every call before this.
                 timeout_graceful_shutdown=int(self.settings.shutdown_seconds + 3 * _CLOSE_SECONDS + 1),
