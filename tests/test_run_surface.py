@@ -84,3 +84,21 @@ async def test_run_errors(
     response = await client.request(method, path, json=body)
     assert response.status_code == status
     assert "detail" in response.json()
+
+
+@pytest.mark.parametrize("path", ["/run/fal-ai/any-llm", "/run/fal-ai/any-llm/stream"])
+async def test_a_reset_answers_a_sync_run_still_waiting(
+    client: httpx.AsyncClient, clock: ManualClock, core: Emulator, path: str
+) -> None:
+    """A sync run whose request a reset forgets answers 410 at once, not never."""
+    blockers = [asyncio.ensure_future(client.post("/fal-ai/any-llm", json={"prompt": f"b{i}"})) for i in range(2)]
+    await asyncio.gather(*blockers)  # both runners busy: the run waits in the queue
+    call = asyncio.ensure_future(client.post(path, json={"prompt": "waiting"}))
+    for _ in range(100):
+        if any(r.input.get("prompt") == "waiting" for r in core.store.records()):
+            break
+        await asyncio.sleep(0)
+    core.scheduler.reset()
+    response = await asyncio.wait_for(call, timeout=10)
+    assert response.status_code == 410
+    assert response.json()["error_type"] == "request_removed"

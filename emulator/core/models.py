@@ -62,6 +62,8 @@ class Failure:
 
 CANCELLED = Failure(499, "Request cancelled by the client", "request_cancelled")
 REQUEST_TIMEOUT = Failure(504, "Request timed out", "request_timeout")
+# A request forgotten by a reset (the control API) before it completed: what its waiting callers get.
+REMOVED = Failure(410, "The request was removed by a reset of the emulator before it completed", "request_removed")
 
 
 @dataclass(frozen=True, slots=True)

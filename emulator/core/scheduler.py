@@ -19,7 +19,17 @@ from emulator.core.faults import LIFECYCLE_KINDS, Fault, Faults
 from emulator.core.ids import IdFactory
 from emulator.core.lanes import Lane
 from emulator.core.lifecycle import Profile, billable_units, finished, make_plan, queue_wait
-from emulator.core.models import CANCELLED, JSON, REQUEST_TIMEOUT, Failure, LogLine, Priority, RequestRecord, State
+from emulator.core.models import (
+    CANCELLED,
+    JSON,
+    REMOVED,
+    REQUEST_TIMEOUT,
+    Failure,
+    LogLine,
+    Priority,
+    RequestRecord,
+    State,
+)
 from emulator.core.outputs import Answer, Outputs
 from emulator.core.queues import LocalQueue, QueueStrategy
 from emulator.core.spec import app_id_of
@@ -361,6 +371,12 @@ class Scheduler:
             for handles in lane.timers.values():
                 for handle in handles:
                     handle.cancel()
+            # Whoever still waits on a forgotten request (a sync run, an OpenAI call, a stream) gets
+            # an answer instead of waiting for a change that will never come.
+            for record in lane.all():
+                record.failure = REMOVED
+                record.state = State.COMPLETED
+                record.version += 1
             lane.moved()
         self.store.clear(namespace)
         for key in [k for k in self._waiters if namespace is None or k[0] == namespace]:
