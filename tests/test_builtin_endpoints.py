@@ -20,7 +20,9 @@ from tests.helpers import drive
 
 pytestmark = pytest.mark.anyio
 
-BUILTIN_IDS = (
+# The endpoints with fal's queue and run surfaces; fal's OpenAI-compatible ids have the queue's and
+# their own run surface (openapi.yaml's OpenAI-compatible paths).
+NATIVE_IDS = (
     "fal-ai/any-llm",
     "fal-ai/any-llm/vision",
     "fal-ai/any-llm/enterprise",
@@ -30,6 +32,7 @@ BUILTIN_IDS = (
     "openrouter/router/audio",
     "openrouter/router/video",
 )
+BUILTIN_IDS = (*NATIVE_IDS, *sorted(OPENAI_ENDPOINTS))
 BASE = "http://emulator.test"
 DATA = Path(__file__).parent / "data" / "fal-openapi"
 
@@ -67,7 +70,9 @@ def test_the_any_llm_documents_share_one_model_list() -> None:
 
 def test_the_router_documents_share_their_common_fields() -> None:
     """Every openrouter/router input has the router's common fields, identical, and the same output with usage."""
-    router = [d for d in builtin_documents() if d.endpoint_id.startswith("openrouter/router")]
+    router = [
+        d for d in builtin_documents() if d.endpoint_id.startswith("openrouter/router") and d.endpoint_id in NATIVE_IDS
+    ]
     base = router[0].input_schema["properties"]
     assert router[0].input_schema["required"] == ["model", "prompt"]
     for document in router:
@@ -96,8 +101,22 @@ async def test_each_built_in_document_is_served_where_fal_serves_it(
         f"/{endpoint_id}/requests/{{request_id}}/status",
         f"/{endpoint_id}/requests/{{request_id}}/cancel",
     }
-    assert "prompt" in document.input_schema["required"]
-    assert document.output_schema["required"] == ["output"]
+    if endpoint_id in NATIVE_IDS:
+        assert "prompt" in document.input_schema["required"]
+        assert document.output_schema["required"] == ["output"]
+    else:  # an OpenAI request in, OpenAI's JSON out
+        assert "model" in document.input_schema["required"]
+        assert document.output_schema["properties"]["object"]
+
+
+def test_the_openai_documents_give_a_shared_schema_one_form() -> None:
+    """A schema two OpenAI-compatible documents both hold (a message, a content part) is the same in each."""
+    seen: dict[str, Any] = {}
+    for document in builtin_documents():
+        if document.endpoint_id in OPENAI_ENDPOINTS:
+            for name, schema in document.raw["components"]["schemas"].items():
+                assert seen.setdefault(name, schema) == schema, (document.endpoint_id, name)
+    assert {"OpenAIMessage", "OpenAIChatRequest", "OpenAIEmbeddings"} <= set(seen)
 
 
 async def test_the_combined_document_covers_each_endpoint_once(tmp_path: Path, clock: ManualClock) -> None:
@@ -115,8 +134,7 @@ async def test_the_combined_document_covers_each_endpoint_once(tmp_path: Path, c
         for operation in item.values()
         if "x-emulator-endpoint" in operation and operation["x-emulator-action"] != "openai"
     ]
-    expected = [(a, e) for e in (*BUILTIN_IDS, "fal-ai/esrgan") for a in ("submit", "run", "run_stream")]
-    # The OpenAI-compatible ids are declared with their surface in openapi.yaml: a queue submit each.
+    expected = [(a, e) for e in (*NATIVE_IDS, "fal-ai/esrgan") for a in ("submit", "run", "run_stream")]
     expected += [("submit", e) for e in OPENAI_ENDPOINTS]
     assert sorted(operations) == sorted(expected)
     schemas = combined["components"]["schemas"]

@@ -480,6 +480,13 @@ class Spec:
 
     def _load(self, base: JSON) -> None:
         self._base = base
+        # openapi.yaml's own paths may name a schema an endpoint's document holds (the OpenAI-compatible
+        # surface takes its endpoints' requests): they are resolved with the documents' schemas beside its own.
+        schemas: JSON = {}
+        for document, _ in self._pending or []:
+            schemas.update(document.raw.get("components", {}).get("schemas", {}))
+        components = base.get("components", {})
+        self._root = {**base, "components": {**components, "schemas": {**schemas, **components.get("schemas", {})}}}
         for path, item in base.get("paths", {}).items():
             for method, raw in item.items():
                 if not isinstance(raw, dict) or "x-emulator-action" not in raw:
@@ -545,7 +552,7 @@ class Spec:
 
     def _compile(self, path: str, method: str, raw: JSON) -> Operation:
         parameters = []
-        for param in _resolve(raw.get("parameters", []), self._base):
+        for param in _resolve(raw.get("parameters", []), self._root):
             schema = param.get("schema", {})
             parameters.append(
                 Parameter(
@@ -558,7 +565,7 @@ class Spec:
         body_schema = None
         body = raw.get("requestBody")
         if body:
-            body_schema = _resolve(body["content"]["application/json"]["schema"], self._base)
+            body_schema = _resolve(body["content"]["application/json"]["schema"], self._root)
         return Operation(
             action=raw["x-emulator-action"],
             method=method.upper(),

@@ -394,7 +394,11 @@ def _add_shared_paths(paths: JSON, templates: JSON, document: EndpointDocument, 
         "{Output}": renames.get(document.output_name, document.output_name),
     }
     app_id = app_id_of(endpoint_id)
+    # An endpoint whose run surface openapi.yaml declares itself (the OpenAI-compatible one) keeps that.
+    own_run = f"/run/{endpoint_id}" in paths
     for template, item in templates.items():
+        if own_run and template.startswith("/run/"):
+            continue
         filled = _filled(item, values)
         if "/requests/" in template and app_id != endpoint_id:
             paths.setdefault(template.replace("{endpoint_id}", app_id), filled)
