@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from emulator.core.errors import Problem, not_found
-from emulator.core.service import Call
+from emulator.core.service import Call, Emulator
 from emulator.core.spec import Spec
 from emulator.http.common import (
     authenticate,
@@ -84,7 +84,11 @@ def base_url(request: Request) -> str:
 
 
 async def handle(request: Request) -> Response:
-    emulator = emulator_of(request)
+    return await answer(request, emulator_of(request))
+
+
+async def answer(request: Request, emulator: Emulator) -> Response:
+    """A queue call's answer, from ``emulator``."""
     try:
         target = parse_path(request.path_params.get("path", ""), emulator.spec)
         if request.method != target.method:
