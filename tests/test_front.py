@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from emulator import Emulator, ManualClock, Settings, create_app
+from emulator.core.errors import Problem
+from emulator.core.spec import Spec
+from emulator.endpoints.documents import load_documents
 from emulator.http.front import QueueFront
+from emulator.http.routes.queue import Target, parse_path
 from tests.conftest import AUTH
 
 pytestmark = pytest.mark.anyio
@@ -90,3 +96,19 @@ async def test_the_hot_path_answers_as_the_full_stack_does(monkeypatch: pytest.M
     fast = await answers(core(), fast=True, monkeypatch=monkeypatch)
     full = await answers(core(), fast=False, monkeypatch=monkeypatch)
     assert fast == full
+
+
+def test_a_remembered_path_follows_the_endpoints_the_spec_gains() -> None:
+    """A path is mapped once per set of endpoints: one added later changes what the same path addresses."""
+    spec = Spec.load()
+    template = load_documents([Path(__file__).parent / "data" / "fal-openapi"])[0]
+    spec.add_endpoint(dataclasses.replace(template, endpoint_id="acme/tool/v2/requests/r1"))
+    path = "acme/tool/v2/requests/r1"
+    for _ in range(2):  # mapped, then remembered
+        assert parse_path(path, spec) == Target("submit", "POST", path)
+        with pytest.raises(Problem):
+            parse_path("acme/tool/v2", spec)
+    spec.add_endpoint(dataclasses.replace(template, endpoint_id="acme/tool/v2"))
+    assert parse_path("acme/tool/v2", spec) == Target("submit", "POST", "acme/tool/v2")
+    # ``acme/tool/v2`` is an endpoint now: the same path names request r1's result.
+    assert parse_path(path, spec) == Target("result", "GET", "acme/tool/v2", "r1")

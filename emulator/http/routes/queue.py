@@ -40,8 +40,25 @@ class Target:
     request_id: str | None = None
 
 
+# Paths already mapped, with the endpoints and app ids they were mapped against: a client polls
+# one request's status path many times, and submits to a handful of endpoints.
+_parsed: dict[tuple[str, frozenset[str], frozenset[str]], Target] = {}
+_PARSED_KEPT = 4096
+
+
 def parse_path(path: str, spec: Spec) -> Target:
     """Map a path to its target; 404 for anything the document does not declare."""
+    key = (path, spec.endpoints, spec.app_ids)
+    target = _parsed.get(key)
+    if target is None:
+        target = _parse_path(path, spec)
+        if len(_parsed) >= _PARSED_KEPT:
+            _parsed.clear()
+        _parsed[key] = target
+    return target
+
+
+def _parse_path(path: str, spec: Spec) -> Target:
     segments = path.strip("/").split("/")
     if "" in segments:
         segments = [s for s in segments if s]
