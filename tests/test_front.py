@@ -8,11 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from emulator import Emulator, ManualClock, Settings, create_app
 from emulator.core.errors import Problem
 from emulator.core.spec import Spec
 from emulator.endpoints.documents import load_documents
+from emulator.http.common import header_of, headers_of
 from emulator.http.front import QueueFront
 from emulator.http.routes.queue import Target, parse_path
 from tests.conftest import AUTH
@@ -112,3 +114,15 @@ def test_a_remembered_path_follows_the_endpoints_the_spec_gains() -> None:
     assert parse_path("acme/tool/v2", spec) == Target("submit", "POST", "acme/tool/v2")
     # ``acme/tool/v2`` is an endpoint now: the same path names request r1's result.
     assert parse_path(path, spec) == Target("result", "GET", "acme/tool/v2", "r1")
+
+
+def test_a_calls_headers_read_as_starlettes_do() -> None:
+    """The first value of a name, any case asked, and the default (never an error) for one that is absent."""
+    raw = [(b"x-fal-no-retry", b"1"), (b"content-length", b"12"), (b"x-fal-no-retry", b"0")]
+    request = Request({"type": "http", "headers": raw})
+    headers = headers_of(request)
+    for name in ("x-fal-no-retry", "X-Fal-No-Retry", "content-length", "x-emulator-webhook-mode"):
+        assert headers.get(name) == request.headers.get(name)
+        assert header_of(request, name.lower().encode()) == request.headers.get(name)
+    assert headers.get("x-fal-no-retry") == "1" and headers.get("absent", "none") == "none"
+    assert headers["content-length"] == "12" and "absent" not in headers

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -83,7 +84,8 @@ def header_of(request: Request, name: bytes) -> str | None:
 
     Building the ``Headers`` mapping for one look-up costs more than the look-up, on every call.
     """
-    for key, value in request.scope["headers"]:
+    raw: list[tuple[bytes, bytes]] = request.scope["headers"]
+    for key, value in raw:
         if key == name:
             return value.decode("latin-1")
     return None
@@ -160,13 +162,24 @@ def _too_large(limit: int) -> HTTPProblem:
 _NO_QUERY: dict[str, str] = {}
 
 
+class _Headers(Headers):
+    """Starlette's headers, whose ``get`` of an absent name returns the default without raising inside."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        name = key.lower().encode("latin-1")
+        for header_key, header_value in self._list:
+            if header_key == name:
+                return header_value.decode("latin-1")
+        return default
+
+
 def headers_of(request: Request) -> Mapping[str, str]:
     """The headers a core call reads by lowercase name, the first value winning.
 
-    ``request.headers`` itself: a call looks up a few names at most (none on status and result),
-    cheaper than decoding every header.
+    Looked up in the server's pairs when read: a call reads a few names at most (none on status
+    and result, the absent ones mostly on submit), cheaper than decoding every header.
     """
-    return request.headers
+    return _Headers(scope=request.scope)
 
 
 def query_of(request: Request) -> Mapping[str, str]:
