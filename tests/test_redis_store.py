@@ -52,9 +52,7 @@ def status(api: httpx.Client, request_id: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def paused_pair(
-    tmp_path: Path, redis: RedisServer, lease: str = "1"
-) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+def paused_pair(tmp_path: Path, redis: RedisServer, lease: str = "1") -> Iterator[tuple[httpx.Client, httpx.Client]]:
     """Two emulator processes on one Redis (one runner each, paused), and a client for each."""
     options = ["--store", redis.url(lease=lease), "--runners", "1", "--profile", "instant"]
     with (
