@@ -11,7 +11,6 @@ takes the full stack, so each call is answered the same either way.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -39,6 +38,8 @@ class QueueFront:
     def __init__(self, emulator: Emulator | None = None) -> None:
         # Without one, the emulator of the app serving the call.
         self.emulator = emulator
+        # Where the calls it does not take go: the full stack (``front_door`` sets it).
+        self.rest: ASGIApp = _no_full_stack
         # Host header → "not one of fal's host names": a handful of distinct values in practice.
         self._plain_hosts: dict[bytes | None, bool] = {}
 
@@ -68,54 +69,37 @@ class QueueFront:
         return plain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.takes(scope):
+            await self.rest(scope, receive, send)
+            return
         emulator: Emulator = self.emulator or scope["app"].state.emulator
         path: str = scope["path"]
         # What the router's catch-all route would pass the handler as its path parameter.
         scope["path_params"] = {"path": path[1:]}
         journal = emulator.journal
-        if not journal.enabled or path.startswith(NOT_JOURNALED):
-            await self._respond(scope, receive, send, emulator)
-            return
-        # What ``JournalMiddleware`` notes around the full stack, without wrapping ``send`` for
-        # an answer that starts as soon as it is called (all but streams).
-        started = time.perf_counter()
-        cap = journal.max_body_bytes
-        chunks: list[bytes] = []
-        seen = 0
+        noting = journal.enabled and not path.startswith(NOT_JOURNALED)
+        if noting:
+            # What ``JournalMiddleware`` notes around the full stack, without wrapping ``send`` for
+            # an answer that starts as soon as it is called (all but streams).
+            started = time.perf_counter()
+            cap = journal.max_body_bytes
+            chunks: list[bytes] = []
+            seen = 0
+            client_receive = receive
 
-        async def receive_and_keep() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                body = message.get("body", b"")
-                if seen <= cap:
-                    chunks.append(body[: cap + 1 - seen])
-                seen += len(body)
-            return message
+            async def receive_and_keep() -> Message:
+                nonlocal seen
+                message = await client_receive()
+                if message["type"] == "http.request":
+                    body = message.get("body", b"")
+                    if seen <= cap:
+                        chunks.append(body[: cap + 1 - seen])
+                    seen += len(body)
+                return message
 
-        raw_headers = scope["headers"]
-        namespace = caller_namespace(scope)
-        entry: Entry | None = None
-
-        def noted(status: int, headers: Iterable[tuple[bytes, bytes]]) -> None:
-            nonlocal entry
-            entry = note(emulator, scope, path, raw_headers, namespace, chunks, status, headers)
-
-        try:
-            await self._respond(scope, receive_and_keep, send, emulator, noted)
-        finally:
-            if entry is not None:
-                entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
-
-    async def _respond(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        emulator: Emulator,
-        noted: Callable[[int, Iterable[tuple[bytes, bytes]]], None] | None = None,
-    ) -> None:
-        """Answer the call; ``noted`` hears the answer's status and headers as it starts."""
+            receive = receive_and_keep
+            raw_headers = scope["headers"]
+            namespace = caller_namespace(scope)
         request = Request(scope, receive)
         failure = None
         try:
@@ -126,35 +110,39 @@ class QueueFront:
             # As Starlette's ServerErrorMiddleware: answer 500 as JSON, then let the server log it.
             response = await server_error(request, exc)
             failure = exc
-        if noted is None:
+        if not noting:
             await response(scope, receive, send)
-        elif isinstance(response, StreamingResponse):
-            # A stream may read from the client before it starts: noted as it starts.
-            started = False
-
-            async def send_and_note(message: Message) -> None:
-                nonlocal started
-                if not started and message["type"] == "http.response.start":
-                    started = True
-                    noted(message["status"], message.get("headers", ()))
-                await send(message)
-
-            await response(scope, receive, send_and_note)
         else:
-            # A plain answer's first act is to send its start with these status and headers.
-            noted(response.status_code, response.raw_headers)
-            await response(scope, receive, send)
+            entry: Entry | None = None
+            try:
+                if isinstance(response, StreamingResponse):
+                    # A stream may read from the client before it starts: noted as it starts.
+
+                    async def send_and_note(message: Message) -> None:
+                        nonlocal entry
+                        if entry is None and message["type"] == "http.response.start":
+                            status, headers = message["status"], message.get("headers", ())
+                            entry = note(emulator, scope, path, raw_headers, namespace, chunks, status, headers)
+                        await send(message)
+
+                    await response(scope, receive, send_and_note)
+                else:
+                    # A plain answer's first act is to send its start, with these status and headers.
+                    status, headers = response.status_code, response.raw_headers
+                    entry = note(emulator, scope, path, raw_headers, namespace, chunks, status, headers)
+                    await response(scope, receive, send)
+            finally:
+                if entry is not None:
+                    entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         if failure is not None:
             raise failure
 
 
 def front_door(full: ASGIApp, front: QueueFront) -> ASGIApp:
     """An ASGI app that sends the calls ``front`` takes to it, the rest to ``full``."""
+    front.rest = full
+    return front
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if front.takes(scope):
-            await front(scope, receive, send)
-        else:
-            await full(scope, receive, send)
 
-    return app
+async def _no_full_stack(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("QueueFront needs the full stack for the calls it does not take: build it with front_door")
