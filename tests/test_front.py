@@ -80,6 +80,7 @@ async def answers(core: Emulator, *, fast: bool, monkeypatch: pytest.MonkeyPatch
             http.get("/"),
             http.post("/", json={}),
             http.get(f"/fal-ai/any-llm/requests/{rid}/status", headers={"authorization": "Key broken"}),
+            http.get(f"/fal-ai/any-llm/requests/{rid}/status", params={"fal_jwt_token": "not-a-token"}),
         ]
         for response in [submitted, *[await call for call in calls]]:
             headers = {k: v for k, v in response.headers.items() if k != "date"}
@@ -126,3 +127,30 @@ def test_a_calls_headers_read_as_starlettes_do() -> None:
         assert header_of(request, name.lower().encode()) == request.headers.get(name)
     assert headers.get("x-fal-no-retry") == "1" and headers.get("absent", "none") == "none"
     assert headers["content-length"] == "12" and "absent" not in headers
+
+
+async def test_an_unexpected_error_on_the_hot_path_is_answered_and_journalled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the full stack answers it (fal's JSON shape), and noted in the journal with its status."""
+
+    async def broken(self: Emulator, call: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Emulator, "call", broken)
+    answers = []
+    for fast in (True, False):
+        with monkeypatch.context() as patch:
+            if not fast:
+                patch.setattr(QueueFront, "takes", lambda self, scope: False)
+            core = Emulator.build(Settings(), clock=ManualClock())
+            transport = httpx.ASGITransport(app=create_app(emulator=core), raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://emulator.test", headers=AUTH) as http:
+                response = await http.get("/fal-ai/any-llm/requests/abc/status")
+            answers.append((response.status_code, response.json()))
+            if fast:
+                [entry] = core.journal.entries()
+                assert entry.path == "/fal-ai/any-llm/requests/abc/status"
+                assert (entry.status, entry.namespace) == (500, "test-key")
+                assert entry.duration_ms is not None
+    assert answers[0] == answers[1] == (500, {"detail": "Internal emulator error: RuntimeError: boom"})
