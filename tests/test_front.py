@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from emulator import Emulator, ManualClock, Settings, create_app
+from emulator.core.errors import Problem
+from emulator.core.spec import Spec
+from emulator.endpoints.documents import load_documents
+from emulator.http.common import header_of, headers_of
 from emulator.http.front import QueueFront
+from emulator.http.routes.queue import Target, parse_path
 from tests.conftest import AUTH
 
 pytestmark = pytest.mark.anyio
@@ -72,6 +80,7 @@ async def answers(core: Emulator, *, fast: bool, monkeypatch: pytest.MonkeyPatch
             http.get("/"),
             http.post("/", json={}),
             http.get(f"/fal-ai/any-llm/requests/{rid}/status", headers={"authorization": "Key broken"}),
+            http.get(f"/fal-ai/any-llm/requests/{rid}/status", params={"fal_jwt_token": "not-a-token"}),
         ]
         for response in [submitted, *[await call for call in calls]]:
             headers = {k: v for k, v in response.headers.items() if k != "date"}
@@ -90,3 +99,58 @@ async def test_the_hot_path_answers_as_the_full_stack_does(monkeypatch: pytest.M
     fast = await answers(core(), fast=True, monkeypatch=monkeypatch)
     full = await answers(core(), fast=False, monkeypatch=monkeypatch)
     assert fast == full
+
+
+def test_a_remembered_path_follows_the_endpoints_the_spec_gains() -> None:
+    """A path is mapped once per set of endpoints: one added later changes what the same path addresses."""
+    spec = Spec.load()
+    template = load_documents([Path(__file__).parent / "data" / "fal-openapi"])[0]
+    spec.add_endpoint(dataclasses.replace(template, endpoint_id="acme/tool/v2/requests/r1"))
+    path = "acme/tool/v2/requests/r1"
+    for _ in range(2):  # mapped, then remembered
+        assert parse_path(path, spec) == Target("submit", "POST", path)
+        with pytest.raises(Problem):
+            parse_path("acme/tool/v2", spec)
+    spec.add_endpoint(dataclasses.replace(template, endpoint_id="acme/tool/v2"))
+    assert parse_path("acme/tool/v2", spec) == Target("submit", "POST", "acme/tool/v2")
+    # ``acme/tool/v2`` is an endpoint now: the same path names request r1's result.
+    assert parse_path(path, spec) == Target("result", "GET", "acme/tool/v2", "r1")
+
+
+def test_a_calls_headers_read_as_starlettes_do() -> None:
+    """The first value of a name, any case asked, and the default (never an error) for one that is absent."""
+    raw = [(b"x-fal-no-retry", b"1"), (b"content-length", b"12"), (b"x-fal-no-retry", b"0")]
+    request = Request({"type": "http", "headers": raw})
+    headers = headers_of(request)
+    for name in ("x-fal-no-retry", "X-Fal-No-Retry", "content-length", "x-emulator-webhook-mode"):
+        assert headers.get(name) == request.headers.get(name)
+        assert header_of(request, name.lower().encode()) == request.headers.get(name)
+    assert headers.get("x-fal-no-retry") == "1" and headers.get("absent", "none") == "none"
+    assert headers["content-length"] == "12" and "absent" not in headers
+
+
+async def test_an_unexpected_error_on_the_hot_path_is_answered_and_journalled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the full stack answers it (fal's JSON shape), and noted in the journal with its status."""
+
+    async def broken(self: Emulator, call: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Emulator, "call", broken)
+    answers = []
+    for fast in (True, False):
+        with monkeypatch.context() as patch:
+            if not fast:
+                patch.setattr(QueueFront, "takes", lambda self, scope: False)
+            core = Emulator.build(Settings(), clock=ManualClock())
+            transport = httpx.ASGITransport(app=create_app(emulator=core), raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://emulator.test", headers=AUTH) as http:
+                response = await http.get("/fal-ai/any-llm/requests/abc/status")
+            answers.append((response.status_code, response.json()))
+            if fast:
+                [entry] = core.journal.entries()
+                assert entry.path == "/fal-ai/any-llm/requests/abc/status"
+                assert (entry.status, entry.namespace) == (500, "test-key")
+                assert entry.duration_ms is not None
+    assert answers[0] == answers[1] == (500, {"detail": "Internal emulator error: RuntimeError: boom"})

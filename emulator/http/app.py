@@ -45,10 +45,11 @@ class EmulatorApp(Starlette):
 
     def build_middleware_stack(self) -> ASGIApp:
         emulator: Emulator = self.state.emulator
-        front = QueueFront()
+        front = QueueFront(emulator)
         # The browser's checks concern only the root and /_emulator, which the front never takes.
         full = ui.browser_front(super().build_middleware_stack())
-        return front_door(full, JournalMiddleware(front, emulator=emulator), front)
+        # The front journals the calls it answers itself, as ``JournalMiddleware`` does the rest.
+        return front_door(full, front)
 
 
 def create_app(

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -78,9 +79,21 @@ def emulator_of(request: Request) -> Emulator:
     return emulator
 
 
+def header_of(request: Request, name: bytes) -> str | None:
+    """``request.headers.get(name)`` (the first value of a lowercase name) read from the scope directly.
+
+    Building the ``Headers`` mapping for one look-up costs more than the look-up, on every call.
+    """
+    raw: list[tuple[bytes, bytes]] = request.scope["headers"]
+    for key, value in raw:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 def authenticate(request: Request, emulator: Emulator) -> str:
     """The caller's namespace: from its key, or from a token ``/tokens/`` issued (query or Bearer)."""
-    header = request.headers.get("authorization")
+    header = header_of(request, b"authorization")
     # The usual ``Key id:secret`` is never one of our tokens: skip looking for one.
     token = None if header is not None and header.startswith("Key ") else _issued_token(request, header)
     if token is not None:
@@ -120,7 +133,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     Read from the ASGI messages themselves (as ``request.stream()`` does, without an async
     generator per call): most bodies come whole in one message.
     """
-    declared = request.headers.get("content-length")
+    declared = header_of(request, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     receive = request.receive
@@ -149,13 +162,24 @@ def _too_large(limit: int) -> HTTPProblem:
 _NO_QUERY: dict[str, str] = {}
 
 
+class _Headers(Headers):
+    """Starlette's headers, whose ``get`` of an absent name returns the default without raising inside."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        name = key.lower().encode("latin-1")
+        for header_key, header_value in self._list:
+            if header_key == name:
+                return header_value.decode("latin-1")
+        return default
+
+
 def headers_of(request: Request) -> Mapping[str, str]:
     """The headers a core call reads by lowercase name, the first value winning.
 
-    ``request.headers`` itself: ``authenticate`` has built it already, and a call looks up
-    a few names at most (none on status and result), cheaper than decoding every header.
+    Looked up in the server's pairs when read: a call reads a few names at most (none on status
+    and result, the absent ones mostly on submit), cheaper than decoding every header.
     """
-    return request.headers
+    return _Headers(scope=request.scope)
 
 
 def query_of(request: Request) -> Mapping[str, str]:

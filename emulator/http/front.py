@@ -10,13 +10,19 @@ takes the full stack, so each call is answered the same either way.
 
 from __future__ import annotations
 
+import time
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.core.hosts import surface_of
+from emulator.core.journal import Entry
+from emulator.core.service import Emulator
 from emulator.http.errors import http_error, server_error
 from emulator.http.hosts import host_of
+from emulator.http.journal import NOT_JOURNALED, caller_namespace, note
 from emulator.http.routes import proxy, queue
 
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -29,7 +35,11 @@ _HOSTS_KEPT = 256
 class QueueFront:
     """Decides per call whether the queue handler can answer it directly, and does so."""
 
-    def __init__(self) -> None:
+    def __init__(self, emulator: Emulator | None = None) -> None:
+        # Without one, the emulator of the app serving the call.
+        self.emulator = emulator
+        # Where the calls it does not take go: the full stack (``front_door`` sets it).
+        self.rest: ASGIApp = _no_full_stack
         # Host header → "not one of fal's host names": a handful of distinct values in practice.
         self._plain_hosts: dict[bytes | None, bool] = {}
 
@@ -59,27 +69,80 @@ class QueueFront:
         return plain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.takes(scope):
+            await self.rest(scope, receive, send)
+            return
+        emulator: Emulator = self.emulator or scope["app"].state.emulator
+        path: str = scope["path"]
         # What the router's catch-all route would pass the handler as its path parameter.
-        scope["path_params"] = {"path": scope["path"][1:]}
+        scope["path_params"] = {"path": path[1:]}
+        journal = emulator.journal
+        noting = journal.enabled and not path.startswith(NOT_JOURNALED)
+        if noting:
+            # What ``JournalMiddleware`` notes around the full stack, without wrapping ``send`` for
+            # an answer that starts as soon as it is called (all but streams).
+            started = time.perf_counter()
+            cap = journal.max_body_bytes
+            chunks: list[bytes] = []
+            seen = 0
+            client_receive = receive
+
+            async def receive_and_keep() -> Message:
+                nonlocal seen
+                message = await client_receive()
+                if message["type"] == "http.request":
+                    body = message.get("body", b"")
+                    if seen <= cap:
+                        chunks.append(body[: cap + 1 - seen])
+                    seen += len(body)
+                return message
+
+            receive = receive_and_keep
+            raw_headers = scope["headers"]
+            namespace = caller_namespace(scope)
         request = Request(scope, receive)
+        failure = None
         try:
-            response = await queue.handle(request)
+            response = await queue.answer(request, emulator)
         except HTTPException as exc:
             response = await http_error(request, exc)
         except Exception as exc:
             # As Starlette's ServerErrorMiddleware: answer 500 as JSON, then let the server log it.
-            await (await server_error(request, exc))(scope, receive, send)
-            raise
-        await response(scope, receive, send)
-
-
-def front_door(full: ASGIApp, journal: ASGIApp, front: QueueFront) -> ASGIApp:
-    """An ASGI app that sends the calls ``front`` takes through ``journal``, the rest to ``full``."""
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if front.takes(scope):
-            await journal(scope, receive, send)
+            response = await server_error(request, exc)
+            failure = exc
+        if not noting:
+            await response(scope, receive, send)
         else:
-            await full(scope, receive, send)
+            entry: Entry | None = None
+            try:
+                if isinstance(response, StreamingResponse):
+                    # A stream may read from the client before it starts: noted as it starts.
 
-    return app
+                    async def send_and_note(message: Message) -> None:
+                        nonlocal entry
+                        if entry is None and message["type"] == "http.response.start":
+                            status, headers = message["status"], message.get("headers", ())
+                            entry = note(emulator, scope, path, raw_headers, namespace, chunks, status, headers)
+                        await send(message)
+
+                    await response(scope, receive, send_and_note)
+                else:
+                    # A plain answer's first act is to send its start, with these status and headers.
+                    status, headers = response.status_code, response.raw_headers
+                    entry = note(emulator, scope, path, raw_headers, namespace, chunks, status, headers)
+                    await response(scope, receive, send)
+            finally:
+                if entry is not None:
+                    entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        if failure is not None:
+            raise failure
+
+
+def front_door(full: ASGIApp, front: QueueFront) -> ASGIApp:
+    """An ASGI app that sends the calls ``front`` takes to it, the rest to ``full``."""
+    front.rest = full
+    return front
+
+
+async def _no_full_stack(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("QueueFront needs the full stack for the calls it does not take: build it with front_door")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emulator.core.auth import ANONYMOUS, AuthError, namespace_for
+from emulator.core.journal import Entry
 from emulator.core.service import Emulator
 from emulator.core.tokens import Tokens
 
 # The control API and the documents describing the API are not calls to the emulated API.
-_NOT_JOURNALED = ("/_emulator", "/openapi.", "/api/openapi/")
+NOT_JOURNALED = ("/_emulator", "/openapi.", "/api/openapi/")
 
 
 class JournalMiddleware:
@@ -29,19 +31,13 @@ class JournalMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         journal = self.emulator.journal
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not journal.enabled or path.startswith(_NOT_JOURNALED):
+        if scope["type"] != "http" or not journal.enabled or path.startswith(NOT_JOURNALED):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         cap = journal.max_body_bytes
         chunks: list[bytes] = []
         seen = 0
-        # Kept as the server's bytes: the journal decodes and masks them only if the entry is read.
-        raw_headers = scope.get("headers", [])
-        authorization = None
-        for key, value in raw_headers:
-            if key == b"authorization":  # the last one, as a dict of the headers would hold
-                authorization = value.decode("latin-1")
 
         async def receive_and_keep() -> Message:
             nonlocal seen
@@ -53,31 +49,16 @@ class JournalMiddleware:
                 seen += len(body)
             return message
 
-        try:
-            namespace = namespace_for(authorization, required=False)
-        except AuthError:
-            namespace = "(invalid key)"
-        if namespace == ANONYMOUS or namespace.startswith("bearer-"):
-            # A call made with a token from /tokens/ is filed under the key that asked for it.
-            namespace = token_namespace(scope, authorization) or namespace
+        # Taken now, as the call came: a mount further in rewrites the scope.
+        raw_headers = scope.get("headers", [])
+        namespace = caller_namespace(scope)
         entry = None
 
         async def send_and_note(message: Message) -> None:
             nonlocal entry
             if entry is None and message["type"] == "http.response.start":
-                entry = journal.record(
-                    time=self.emulator.clock.now(),
-                    namespace=namespace,
-                    method=scope["method"],
-                    path=path,
-                    query=scope.get("query_string", b"").decode("latin-1"),
-                    headers=raw_headers,
-                    body=b"".join(chunks),
-                )
-                entry.status = message["status"]
-                for name, value in message.get("headers", ()):
-                    if name.lower() == b"x-fal-request-id":
-                        entry.request_id = value.decode("latin-1")
+                status, headers = message["status"], message.get("headers", ())
+                entry = note(self.emulator, scope, path, raw_headers, namespace, chunks, status, headers)
             await send(message)
 
         try:
@@ -85,6 +66,50 @@ class JournalMiddleware:
         finally:
             if entry is not None:
                 entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+
+
+def caller_namespace(scope: Scope) -> str:
+    """The namespace a journal entry is filed under: the caller's key, or the key a token names."""
+    authorization = None
+    for key, value in scope.get("headers", []):
+        if key == b"authorization":  # the last one, as a dict of the headers would hold
+            authorization = value.decode("latin-1")
+    try:
+        namespace = namespace_for(authorization, required=False)
+    except AuthError:
+        namespace = "(invalid key)"
+    if namespace == ANONYMOUS or namespace.startswith("bearer-"):
+        # A call made with a token from /tokens/ is filed under the key that asked for it.
+        namespace = token_namespace(scope, authorization) or namespace
+    return namespace
+
+
+def note(
+    emulator: Emulator,
+    scope: Scope,
+    path: str,
+    raw_headers: list[tuple[bytes, bytes]],
+    namespace: str,
+    chunks: list[bytes],
+    status: int,
+    headers: Iterable[tuple[bytes, bytes]],
+) -> Entry:
+    """Journal one call as its answer starts: the body received so far, the answer's status and request id."""
+    entry = emulator.journal.record(
+        time=emulator.clock.now(),
+        namespace=namespace,
+        method=scope["method"],
+        path=path,
+        query=scope.get("query_string", b"").decode("latin-1"),
+        # Kept as the server's bytes: the journal decodes and masks them only if the entry is read.
+        headers=raw_headers,
+        body=b"".join(chunks),
+    )
+    entry.status = status
+    for name, value in headers:
+        if name.lower() == b"x-fal-request-id":
+            entry.request_id = value.decode("latin-1")
+    return entry
 
 
 def token_namespace(scope: Scope, authorization: str | None) -> str | None:

@@ -49,6 +49,10 @@ class _CoalescingTransport:
         if held is not None and not self._transport.is_closing():
             self._transport.write(held)
 
+    def is_closing(self) -> bool:
+        # Asked once per response: spelt out rather than found through ``__getattr__``.
+        return self._transport.is_closing()
+
     def close(self) -> None:
         self._flush()
         self._transport.close()

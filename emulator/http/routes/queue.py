@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from emulator.core.errors import Problem, not_found
-from emulator.core.service import Call
+from emulator.core.service import Call, Emulator
 from emulator.core.spec import Spec
 from emulator.http.common import (
     authenticate,
@@ -40,8 +40,25 @@ class Target:
     request_id: str | None = None
 
 
+# Paths already mapped, with the endpoints and app ids they were mapped against: a client polls
+# one request's status path many times, and submits to a handful of endpoints.
+_parsed: dict[tuple[str, frozenset[str], frozenset[str]], Target] = {}
+_PARSED_KEPT = 4096
+
+
 def parse_path(path: str, spec: Spec) -> Target:
     """Map a path to its target; 404 for anything the document does not declare."""
+    key = (path, spec.endpoints, spec.app_ids)
+    target = _parsed.get(key)
+    if target is None:
+        target = _parse_path(path, spec)
+        if len(_parsed) >= _PARSED_KEPT:
+            _parsed.clear()
+        _parsed[key] = target
+    return target
+
+
+def _parse_path(path: str, spec: Spec) -> Target:
     segments = path.strip("/").split("/")
     if "" in segments:
         segments = [s for s in segments if s]
@@ -84,7 +101,11 @@ def base_url(request: Request) -> str:
 
 
 async def handle(request: Request) -> Response:
-    emulator = emulator_of(request)
+    return await answer(request, emulator_of(request))
+
+
+async def answer(request: Request, emulator: Emulator) -> Response:
+    """A queue call's answer, from ``emulator``."""
     try:
         target = parse_path(request.path_params.get("path", ""), emulator.spec)
         if request.method != target.method:
