@@ -22,7 +22,7 @@ from emulator.core.journal import Entry
 from emulator.core.service import Emulator
 from emulator.http.errors import http_error, server_error
 from emulator.http.hosts import host_of
-from emulator.http.journal import NOT_JOURNALED, caller_namespace, note
+from emulator.http.journal import NOT_JOURNALED, BodyTap, caller_namespace, note
 from emulator.http.routes import proxy, queue
 
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -82,22 +82,9 @@ class QueueFront:
             # What ``JournalMiddleware`` notes around the full stack, without wrapping ``send`` for
             # an answer that starts as soon as it is called (all but streams).
             started = time.perf_counter()
-            cap = journal.max_body_bytes
-            chunks: list[bytes] = []
-            seen = 0
-            client_receive = receive
-
-            async def receive_and_keep() -> Message:
-                nonlocal seen
-                message = await client_receive()
-                if message["type"] == "http.request":
-                    body = message.get("body", b"")
-                    if seen <= cap:
-                        chunks.append(body[: cap + 1 - seen])
-                    seen += len(body)
-                return message
-
-            receive = receive_and_keep
+            tap = BodyTap(receive, journal.max_body_bytes)
+            chunks = tap.chunks
+            receive = tap
             raw_headers = scope["headers"]
             namespace = caller_namespace(scope)
         request = Request(scope, receive)

@@ -35,19 +35,8 @@ class JournalMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        cap = journal.max_body_bytes
-        chunks: list[bytes] = []
-        seen = 0
-
-        async def receive_and_keep() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                body = message.get("body", b"")
-                if seen <= cap:
-                    chunks.append(body[: cap + 1 - seen])
-                seen += len(body)
-            return message
+        tap = BodyTap(receive, journal.max_body_bytes)
+        chunks = tap.chunks
 
         # Taken now, as the call came: a mount further in rewrites the scope.
         raw_headers = scope.get("headers", [])
@@ -62,10 +51,32 @@ class JournalMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive_and_keep, send_and_note)
+            await self.app(scope, tap, send_and_note)
         finally:
             if entry is not None:
                 entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+
+
+class BodyTap:
+    """A ``receive`` that keeps the first ``cap + 1`` bytes of the request body it passes on (the
+    journal's copy: one byte past the cap tells the entry it was cut)."""
+
+    __slots__ = ("cap", "chunks", "receive", "seen")
+
+    def __init__(self, receive: Receive, cap: int) -> None:
+        self.receive = receive
+        self.cap = cap
+        self.chunks: list[bytes] = []
+        self.seen = 0
+
+    async def __call__(self) -> Message:
+        message = await self.receive()
+        if message["type"] == "http.request":
+            body = message.get("body", b"")
+            if self.seen <= self.cap:
+                self.chunks.append(body[: self.cap + 1 - self.seen])
+            self.seen += len(body)
+        return message
 
 
 def caller_namespace(scope: Scope) -> str:
