@@ -287,10 +287,7 @@ class OutputGenerator:
         return _NONE
 
     def _object(self, schema: JSON, run: _Run) -> JSON:
-        props: JSON = schema.get("properties", {})
-        required = set(schema.get("required", []))
-        order = [n for n in schema.get("x-fal-order-properties", []) if n in props]
-        order += [n for n in props if n not in order]
+        props, required, order = _fields(schema)
         out: JSON = {}
         for name in order:
             if name in required or name in ("seed", "prompt", "has_nsfw_concepts", "timings"):
@@ -381,10 +378,7 @@ class OutputGenerator:
             "fps": rendered.fps,
             "num_frames": rendered.frames,
         }
-        props: JSON = schema.get("properties", {})
-        required = set(schema.get("required", []))
-        order = [n for n in schema.get("x-fal-order-properties", []) if n in props]
-        order += [n for n in props if n not in order]
+        props, required, order = _fields(schema)
         out: JSON = {}
         for name in order:
             fact = facts.get(name)
@@ -482,3 +476,12 @@ def _prompt_lines(prompt: Any) -> tuple[str, ...]:
         return ()
     text = " ".join(prompt.split())
     return ("prompt: " + (text if len(text) <= 300 else text[:297] + "..."),)
+
+
+def _fields(schema: JSON) -> tuple[JSON, set[str], list[str]]:
+    """An object schema's properties, its required names, and the order fal lists them in
+    (``x-fal-order-properties`` first, then the rest as declared)."""
+    props: JSON = schema.get("properties", {})
+    order = [n for n in schema.get("x-fal-order-properties", []) if n in props]
+    order += [n for n in props if n not in order]
+    return props, set(schema.get("required", [])), order
