@@ -22,7 +22,7 @@ from emulator.http.draining import Draining
 from emulator.runtime.serving import check_data_dir, exposure_warning
 from emulator.runtime.testing import stop_process, wait_ready
 from tests.conftest import AUTH
-from tests.processes import ROOT
+from tests.processes import ROOT, emulator_process
 from tests.servers import free_port, start_server
 
 
@@ -286,3 +286,12 @@ def test_a_bad_data_dir_stops_the_server_at_start_with_one_line(tmp_path: Path) 
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert "the data directory" in done.stderr and "--data-dir" in done.stderr
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(("options", "loop"), [((), "asyncio"), (("--loop", "uvloop"), "uvloop")])
+def test_serve_runs_on_the_event_loop_named_by_loop(tmp_path: Path, options: tuple[str, ...], loop: str) -> None:
+    """asyncio's loop by default (it serves connections in turn under full load); uvloop when asked for."""
+    with emulator_process(tmp_path, options) as server:
+        info = httpx.get(f"{server.http_url}/_emulator/info", timeout=30).json()
+    assert info["loop"] == loop

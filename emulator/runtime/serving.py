@@ -296,11 +296,22 @@ class Runner:
         await serve(self.draining, config, shutdown_trigger=self._stop.wait)  # type: ignore[arg-type]
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when uvicorn would use it, else asyncio's own loop."""
-    config = uvicorn.Config(lambda: None)
-    factory = getattr(config, "get_loop_factory", None)
-    return factory() if factory is not None else None
+def loop_factory(name: str = "asyncio") -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``serve`` runs on: asyncio's own (None), or uvloop's when asked for.
+
+    asyncio's loop is the default. Under full load (64 connections each submitting as fast as
+    answered) uvloop's served as many calls a second but left about 2% of them waiting
+    100-300 ms, while its loop never paused more than 25 ms: a p99 of 100-170 ms against
+    13 ms on asyncio's loop, for the same app and the same throughput (a bare Starlette route
+    doing the same work shows the same). Polls of one request are 3-6% faster on uvloop.
+    """
+    if name != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError as exc:
+        raise SettingsError("--loop uvloop needs the uvloop package: pip install uvloop") from exc
+    return uvloop.new_event_loop
 
 
 def serve_forever(settings: Settings) -> None:
@@ -310,6 +321,7 @@ def serve_forever(settings: Settings) -> None:
     from emulator.runtime.clientenv import banner
 
     check_data_dir(settings.data_dir)
+    new_loop = loop_factory(settings.loop)
     listeners, settings, notes = listen(settings)
     try:
         certs = certificates_for(settings)
@@ -330,7 +342,7 @@ def serve_forever(settings: Settings) -> None:
             loop.add_signal_handler(sig, runner.stop)
         await runner.serve()
 
-    with asyncio.Runner(loop_factory=loop_factory()) as running:
+    with asyncio.Runner(loop_factory=new_loop) as running:
         running.run(main())
     _say("stopped")
 

@@ -5,6 +5,7 @@ Documented in ``control-openapi.yaml`` and the README; kept out of ``openapi.yam
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -319,6 +320,8 @@ async def info(request: Request) -> Response:
             "data_dir": str(settings.data_dir),
             "require_auth": settings.require_auth,
             "server": settings.server,
+            # The loop this call runs on, which ``--loop`` chooses for ``serve``.
+            "loop": "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio",
             "store": settings.store.split("://", 1)[0],
         }
     )
