@@ -158,7 +158,7 @@ def test_every_bundled_fixture_file_passes_the_fixture_schema() -> None:
 
 
 def test_settling_the_collector_freezes_the_start_up_heap_and_spaces_full_collections() -> None:
-    """After start-up, the live heap is frozen and a full collection waits for 100 younger ones."""
+    """After start-up, the live heap is frozen and CPython's own full collections wait for many younger ones."""
     threshold = gc.get_threshold()
     try:
         settle_garbage_collector()

@@ -19,7 +19,7 @@ import pytest
 
 from emulator.config import Settings
 from emulator.http.draining import Draining
-from emulator.runtime.serving import check_data_dir, exposure_warning
+from emulator.runtime.serving import IDLE_COLLECTION_AFTER, IdleCollector, check_data_dir, exposure_warning
 from emulator.runtime.testing import stop_process, wait_ready
 from tests.conftest import AUTH
 from tests.processes import ROOT, emulator_process
@@ -295,3 +295,47 @@ def test_serve_runs_on_the_event_loop_named_by_loop(tmp_path: Path, options: tup
     with emulator_process(tmp_path, options) as server:
         info = httpx.get(f"{server.http_url}/_emulator/info", timeout=30).json()
     assert info["loop"] == loop
+
+
+def test_the_idle_collector_collects_in_full_only_after_a_look_with_no_call_begun() -> None:
+    """A full pass runs once the server began no call for a whole look and enough younger passes ran."""
+    draining = Draining(_no_app)
+    younger = [0]
+    collected: list[int] = []
+    collector = IdleCollector(draining, collect=collected.append, count=lambda: (0, 0, younger[0]))
+    younger[0] = IDLE_COLLECTION_AFTER
+    draining.started += 1  # a call began during this look: busy
+    assert not collector.look()
+    assert collector.look()  # none since: idle, and due
+    assert collected == [2]
+    younger[0] = IDLE_COLLECTION_AFTER - 1  # idle, but not due yet
+    assert not collector.look()
+    younger[0] = IDLE_COLLECTION_AFTER
+    draining.started += 5
+    assert not collector.look()
+    assert collected == [2]
+    assert collector.collections == 1
+
+
+def test_a_call_through_draining_counts_as_activity() -> None:
+    """Each HTTP call Draining passes on is counted when it begins (what the idle collector reads)."""
+    draining = Draining(_no_app)
+
+    async def one_call() -> None:
+        await draining({"type": "http", "path": "/"}, _no_receive, _no_send)
+
+    asyncio.run(one_call())
+    asyncio.run(one_call())
+    assert draining.started == 2
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:
+    return None
+
+
+async def _no_receive() -> Any:
+    raise AssertionError("not read")
+
+
+async def _no_send(message: Any) -> None:
+    raise AssertionError("not sent")

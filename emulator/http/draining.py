@@ -35,6 +35,8 @@ class Draining:
         self.calls: set[asyncio.Task[Any]] = set()
         self.drained: set[asyncio.Task[Any]] = set()
         self.stopping = False
+        # HTTP calls begun so far: whoever watches for idle time (the full garbage collections) reads it.
+        self.started = 0
         # Made when someone waits for the calls to end: until then a call touches no event.
         self._idle: asyncio.Event | None = None
 
@@ -68,6 +70,7 @@ class Draining:
         if task is None:  # not run by an asyncio server: nothing to drain
             await self.app(scope, receive, send)
             return
+        self.started += 1
         calls = self.calls
         calls.add(task)
         try:
