@@ -406,12 +406,33 @@ def throughput(args: argparse.Namespace, wrk: str, tmp: str) -> list[Result]:
                 ("submit", base, str(post)),
             ):
                 results.append(measure(wrk, args, name, store, proc.pid, url, script, stats=stats))
+    if "memory" in args.store and knows_loop_option(args):
+        results.append(submit_on_uvloop(wrk, args, str(post), tmp))
     if aimock_ready(args):
         results += aimock(wrk, args, str(post))
     # Measured again last: on a shared machine the load from elsewhere drifts, and the higher
     # of the two ceilings (the ``ceiling`` function) keeps the ratios conservative.
     results.append(bare(wrk, args, "bare again", "auto"))
     return results
+
+
+def knows_loop_option(args: argparse.Namespace) -> bool:
+    """Whether the emulator measured has ``serve --loop`` (an earlier tree measured with --emulator-path may not)."""
+    command = [sys.executable, "-m", "emulator", "serve", "--help"]
+    out = subprocess.run(command, capture_output=True, text=True, check=False, env=emulator_env(args))
+    return "--loop" in out.stdout
+
+
+def submit_on_uvloop(wrk: str, args: argparse.Namespace, post: str, tmp: str) -> Result:
+    """The submit row again on a fresh server with ``--loop uvloop``: the other event loop's throughput and tail."""
+    port = free_port()
+    stats = Path(tmp, "probe-uvloop.jsonl")
+    argv = emulator_argv(port, "memory", args.connections, "--loop", "uvloop", stats=stats)
+    with server(argv, port, "/_emulator/health", emulator_env(args)) as proc:
+        completed_request(port, proc)  # the first submit loads what start-up deferred
+        return measure(
+            wrk, args, "uvloop submit", "memory", proc.pid, f"http://{HOST}:{port}{ENDPOINT}", post, stats=stats
+        )
 
 
 def bare(wrk: str, args: argparse.Namespace, name: str, protocol: str) -> Result:
@@ -636,6 +657,8 @@ def report(found: Findings, args: argparse.Namespace) -> bool:
     print("(ratio: to the better of the two stock bare-route runs; bare 1-write: that route on our protocol)")
     print("(lifecycle req/s = completed submit->result lifecycles/s; its non-2xx are 'still in progress' polls)")
     print("(image result: the result of a fal-ai/flux/schnell request, loaded with --endpoints: a PNG file object)")
+    if any(r.target == "uvloop submit" for r in results):
+        print("(uvloop submit: submit on a fresh server run with --loop uvloop; the other rows run on asyncio's loop)")
     print(render_line())
     if not any(r.store == "aimock" for r in results) and not args.skip_throughput:
         print("(aimock not measured: run `npm ci` in bench/aimock, with node on PATH)")
