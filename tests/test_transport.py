@@ -101,3 +101,16 @@ def test_answers_and_streams_over_a_socket(live_server: RunningServer) -> None:
             lines = [line for line in response.iter_lines() if line.startswith("data: ")]
         assert '"COMPLETED"' in lines[-1]
         assert http.get(f"/fal-ai/any-llm/requests/{rid}").status_code == 200
+
+
+async def test_heads_held_in_one_turn_are_flushed_by_one_callback() -> None:
+    """Many responses in one turn cost the loop one flush callback, and each lone head still goes out."""
+    pairs = [coalescing() for _ in range(3)]
+    loop = asyncio.get_running_loop()
+    ready = len(loop._ready)  # type: ignore[attr-defined]  # asyncio's queue of callbacks for the next turn
+    for transport, _ in pairs:
+        transport.write(HEAD)
+    pairs[0][0].write(b"{}")
+    assert len(loop._ready) == ready + 1  # type: ignore[attr-defined]
+    await asyncio.sleep(0)
+    assert [fake.writes for _, fake in pairs] == [[HEAD + b"{}"], [HEAD], [HEAD]]

@@ -6,7 +6,8 @@ Each ``transport.write`` on a socket is a system call (and, on loopback, the rec
 and uvicorn's httptools protocol makes two per response: one for the head, one for the body.
 Holding the head until the body follows (it does at once for every non-streaming response)
 halves that. A head whose body does not follow in the same turn of the loop (a stream
-waiting for its first event) is written on the loop's next turn, so nothing waits on it.
+waiting for its first event) is written on the loop's next turn, so nothing waits on it: one
+callback a turn looks at every head held in it, rather than one callback per response.
 
 A bounded head: httptools has no limit on the request line and headers, so one client could
 make the server buffer (and the journal keep) megabytes of headers. A head larger than
@@ -40,7 +41,7 @@ class _CoalescingTransport:
             self._transport.write(held + bytes(data))
         elif isinstance(data, bytes) and data.startswith(b"HTTP/1.1 ") and data.endswith(b"\r\n\r\n"):
             self._held = data
-            asyncio.get_running_loop().call_soon(self._flush)
+            _HELD.add(self)
         else:
             self._transport.write(data)
 
@@ -64,6 +65,32 @@ class _CoalescingTransport:
     def __getattr__(self, name: str) -> Any:
         # Everything else (pause_reading, get_extra_info, is_closing...) is the real transport's.
         return getattr(self._transport, name)
+
+
+class _HeldHeads:
+    """The transports holding a head in this turn of the loop, flushed by one callback on the next."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._batch: list[_CoalescingTransport] | None = None
+
+    def add(self, transport: _CoalescingTransport) -> None:
+        loop = asyncio.get_running_loop()
+        batch = self._batch
+        if batch is None or self._loop is not loop:
+            batch = self._batch = []
+            self._loop = loop
+            loop.call_soon(self._flush, batch)
+        batch.append(transport)
+
+    def _flush(self, batch: list[_CoalescingTransport]) -> None:
+        if self._batch is batch:
+            self._batch = None
+        for transport in batch:
+            transport._flush()  # nothing to do for one whose body followed
+
+
+_HELD = _HeldHeads()
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
