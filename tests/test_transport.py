@@ -7,8 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
 
-from emulator.http.transport import CoalescingHttpToolsProtocol, _CoalescingTransport
+from emulator.http.transport import CoalescingHttpToolsProtocol, KeepAliveTimer, _CoalescingTransport
 from emulator.runtime.serving import http_protocol
 from tests.conftest import AUTH
 from tests.servers import RunningServer
@@ -114,3 +116,93 @@ async def test_heads_held_in_one_turn_are_flushed_by_one_callback() -> None:
     assert len(loop._ready) == ready + 1  # type: ignore[attr-defined]
     await asyncio.sleep(0)
     assert [fake.writes for _, fake in pairs] == [[HEAD + b"{}"], [HEAD], [HEAD]]
+
+
+class FakeLoop:
+    """A loop's clock and timers, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.timers: list[tuple[float, Any]] = []
+        self.cancelled: list[Any] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Any) -> Any:
+        loop = self
+
+        class Handle:
+            def cancel(self) -> None:
+                loop.cancelled.append(self)
+
+        self.timers.append((when, callback))
+        return Handle()
+
+    def fire_next(self) -> None:
+        when, callback = self.timers.pop(0)
+        self.now = max(self.now, when)
+        callback()
+
+
+def test_the_keep_alive_timer_keeps_one_loop_timer_however_often_it_is_armed() -> None:
+    """Arming again only moves the deadline; when the timer is due early it waits for the rest, then fires once."""
+    loop = FakeLoop()
+    fired: list[str] = []
+    timer = KeepAliveTimer(loop)  # type: ignore[arg-type]
+    timer.arm(5.0, lambda: fired.append("closed"))
+    loop.now = 103.0
+    timer.cancel()  # a request arrived
+    timer.arm(5.0, lambda: fired.append("closed"))  # its response went out: idle until 108
+    assert len(loop.timers) == 1
+    loop.fire_next()  # due at 105: not idle long enough yet
+    assert fired == [] and loop.timers == [(108.0, loop.timers[0][1])]
+    loop.fire_next()
+    assert fired == ["closed"] and loop.timers == []
+
+
+def test_a_cancelled_keep_alive_timer_does_nothing_and_a_closed_one_drops_its_loop_timer() -> None:
+    loop = FakeLoop()
+    fired: list[str] = []
+    timer = KeepAliveTimer(loop)  # type: ignore[arg-type]
+    timer.arm(5.0, lambda: fired.append("closed"))
+    timer.cancel()
+    loop.fire_next()
+    assert fired == [] and loop.timers == []
+    timer.arm(5.0, lambda: fired.append("closed"))
+    timer.close()
+    assert len(loop.cancelled) == 1
+
+
+class SocketlessTransport(FakeTransport):
+    """A transport with an address, as uvicorn's protocol asks for one, that says when it is closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = asyncio.Event()
+
+    def close(self) -> None:
+        super().close()
+        self.closing.set()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 8000) if name in ("sockname", "peername") else default
+
+
+async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout() -> None:
+    """uvicorn's keep-alive timeout still closes an idle connection, through the connection's one timer."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    # uvicorn uses the seconds as given; its annotation says int.
+    config = Config(app=app, timeout_keep_alive=0.05, lifespan="off")  # type: ignore[arg-type]
+    config.load()
+    protocol = CoalescingHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = SocketlessTransport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.wait_for(transport.closing.wait(), 5)
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK") and transport.writes[0].endswith(b"{}")
+    assert isinstance(protocol.timeout_keep_alive_task, KeepAliveTimer)

@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with two changes: one write per small response, and a bounded request head.
+"""uvicorn's httptools protocol with three changes: one write per small response, a bounded request head,
+and one keep-alive timer per connection.
 
 One write per small response: uvicorn writes the status line and headers, then the body.
 
@@ -13,11 +14,18 @@ A bounded head: httptools has no limit on the request line and headers, so one c
 make the server buffer (and the journal keep) megabytes of headers. A head larger than
 ``config.h11_max_incomplete_event_size`` (the same bound uvicorn's h11 protocol and hypercorn
 apply) is answered 431 and the connection closed, as hypercorn does.
+
+One keep-alive timer per connection: uvicorn cancels its keep-alive timeout when a request
+arrives and sets a new one after each response, a loop timer made and dropped per call (about
+2 µs on asyncio's loop). Here each response only moves the connection's deadline; one loop timer
+per connection looks at it when due, closes the connection if it has been idle that long, and
+otherwise waits for the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.config import Config
@@ -93,14 +101,86 @@ class _HeldHeads:
 _HELD = _HeldHeads()
 
 
+class KeepAliveTimer:
+    """A connection's keep-alive timeout: each arming moves its deadline; one loop timer at a time serves them all."""
+
+    __slots__ = ("_callback", "_deadline", "_handle", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._deadline: float | None = None
+        self._callback: Callable[[], object] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    def arm(self, delay: float, callback: Callable[[], object]) -> KeepAliveTimer:
+        self._deadline = deadline = self._loop.time() + delay
+        self._callback = callback
+        if self._handle is None:
+            self._handle = self._loop.call_at(deadline, self._due)
+        return self
+
+    def cancel(self) -> None:
+        self._deadline = None
+
+    def close(self) -> None:
+        """The connection is gone: drop the loop timer too, and with it what it holds."""
+        self._deadline = None
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.cancel()
+
+    def _due(self) -> None:
+        self._handle = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if deadline > self._loop.time():  # armed again since: wait for the rest
+            self._handle = self._loop.call_at(deadline, self._due)
+            return
+        self._deadline = None
+        callback = self._callback
+        if callback is not None:
+            callback()
+
+
+class _ProtocolLoop:
+    """The loop as uvicorn's protocol sees it: its keep-alive ``call_later`` arms the connection's one timer."""
+
+    __slots__ = ("_keep_alive", "_loop", "_protocol")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, protocol: HttpToolsProtocol) -> None:
+        self._loop = loop
+        self._protocol = protocol
+        self._keep_alive = KeepAliveTimer(loop)
+
+    def close(self) -> None:
+        self._keep_alive.close()
+
+    def create_task(self, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        return self._loop.create_task(coro, **kwargs)
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> Any:
+        if not args and callback == self._protocol.timeout_keep_alive_handler:
+            return self._keep_alive.arm(delay, callback)
+        return self._loop.call_later(delay, callback, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing each small response in one system call, with a bounded head."""
+    """uvicorn's httptools protocol: one write per small response, a bounded head, one keep-alive timer."""
 
     def __init__(self, config: Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
+        self.loop = self._protocol_loop = _ProtocolLoop(self.loop, self)  # type: ignore[assignment]
         self._head_limit = config.h11_max_incomplete_event_size or DEFAULT_HEAD_LIMIT
         self._head_bytes = 0  # bytes received since the current request head began
         self._in_body = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._protocol_loop.close()
 
     def data_received(self, data: bytes) -> None:
         if not self._in_body:
