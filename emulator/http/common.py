@@ -193,7 +193,15 @@ def render(reply: Reply) -> Response:
         if reply.fault is not None and reply.fault.kind == "reset":
             return ResetResponse()
         return StreamingResponse(reply.events, reply.status, reply.headers, media_type="text/event-stream")
-    return with_fault(record_response(reply.body, reply.status, reply.headers), reply.fault)
+    fault = reply.fault
+    if fault is not None:
+        return with_fault(record_response(reply.body, reply.status, reply.headers), fault)
+    # The core hands some replies out again (a completed request's status and result): their
+    # response, which sending leaves as it was, is built once.
+    response = reply.rendered
+    if not isinstance(response, Response):
+        response = reply.rendered = record_response(reply.body, reply.status, reply.headers)
+    return response
 
 
 # Control bodies are small (a fault rule, a setting): anything larger is a mistake or an attack.
