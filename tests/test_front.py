@@ -16,6 +16,7 @@ from emulator.core.spec import Spec
 from emulator.endpoints.documents import load_documents
 from emulator.http.common import header_of, headers_of
 from emulator.http.front import QueueFront
+from emulator.http.routes import proxy
 from emulator.http.routes.queue import Target, parse_path
 from tests.conftest import AUTH
 
@@ -48,6 +49,8 @@ def test_takes_queue_paths_on_the_emulators_own_host(path: str) -> None:
         ("/openapi.json", {}),
         ("/.well-known/jwks.json", {}),
         ("/api/fal/proxy", {}),
+        (proxy.PROXY_PATH, {}),
+        (proxy.PROXY_PATH + "/", {}),
         ("/fal-ai/any-llm\n", {}),
         ("/fal-ai/any-llm", {"host": b"queue.fal.run"}),
         ("/fal-ai/any-llm", {"host": b"v3b.fal.media:443"}),
