@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -211,9 +211,27 @@ def headers_of(request: Request) -> Mapping[str, str]:
     return _Headers(raw if isinstance(raw, list) else list(raw))
 
 
+# Short query strings already parsed (immutable, so shared): a client sends the same few on every
+# call (``logs=1`` on each status poll).
+_QUERIES: dict[bytes, QueryParams] = {}
+_QUERIES_KEPT = 256
+_QUERY_KEPT_BYTES = 256
+
+
 def query_of(request: Request) -> Mapping[str, str]:
-    # Most calls have no query string: skip parsing one (the hot status and result paths).
-    return request.query_params if request.scope.get("query_string") else _NO_QUERY
+    """The query parameters, as ``request.query_params`` reads them."""
+    raw: bytes = request.scope.get("query_string", b"")
+    if not raw:  # most calls (the hot status and result paths): nothing to parse
+        return _NO_QUERY
+    if len(raw) > _QUERY_KEPT_BYTES:
+        return request.query_params
+    query = _QUERIES.get(raw)
+    if query is None:
+        query = request.query_params
+        if len(_QUERIES) >= _QUERIES_KEPT:
+            _QUERIES.clear()
+        _QUERIES[raw] = query
+    return query
 
 
 def render(reply: Reply) -> Response:
