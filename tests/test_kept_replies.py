@@ -12,9 +12,10 @@ import pytest
 
 from emulator import Emulator, ManualClock, Settings, create_app
 from emulator.core.faults import Rule
-from emulator.core.models import Failure
-from emulator.core.service import Call, Kept, Reply
+from emulator.core.models import Failure, LogLine
+from emulator.core.service import KEPT_LOG_LINES, Call, Kept, Reply
 from emulator.core.spec import Operation, Parameter
+from emulator.http.common import RENDERED_KEPT_BYTES
 from tests.conftest import AUTH
 
 pytestmark = pytest.mark.anyio
@@ -196,6 +197,24 @@ async def test_a_status_parameter_required_by_the_document_is_still_checked(
     missing = await http.get(status)
     assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["header", "x-trace"]
     assert (await http.get(status, headers={"x-trace": "t"})).status_code == 200
+
+
+async def test_large_answers_are_answered_afresh(core: Emulator, clock: ManualClock, http: httpx.AsyncClient) -> None:
+    """A status with many log lines is not kept, nor a large result's bytes: each poll answers it in full."""
+    request_id = await completed(http, clock)
+    record = core.store.get("test-key", request_id)
+    assert record is not None
+    record.logs.extend(LogLine(f"line {n}", "INFO", clock.now()) for n in range(KEPT_LOG_LINES + 1))
+    record.output = {**(record.output or {}), "output": "x" * RENDERED_KEPT_BYTES}
+    record.version += 1
+    root = f"/{ENDPOINT}/requests/{request_id}"
+    for _ in range(2):
+        logs = (await http.get(f"{root}/status", params={"logs": "1"})).json()["logs"]
+        assert len(logs) == len(record.logs) and logs[-1]["message"] == f"line {KEPT_LOG_LINES}"
+        assert (await http.get(root)).json()["output"] == "x" * RENDERED_KEPT_BYTES
+    assert len(core.kept) == 1  # the result's reply, whose bytes are not kept with it
+    result = await core.call(Call("result", "test-key", ENDPOINT, request_id))
+    assert result.rendered is None and result.body is record.output
 
 
 def test_the_table_is_bounded() -> None:

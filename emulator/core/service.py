@@ -97,6 +97,8 @@ class Reply:
 
 # Replies kept: a few clients poll their requests' status, and fetch their results, over and over.
 KEPT_REPLIES = 1024
+# A status reply with logs holds a copy of every line: kept only for a request with at most these.
+KEPT_LOG_LINES = 32
 
 
 class Kept:
@@ -364,8 +366,9 @@ class Emulator:
             position = self.scheduler.position(record) if record.state is State.IN_QUEUE else 0
             return _status_reply(record, call.base_url, position, with_logs, fault)
         # A completed request answers the same until its record changes: kept, unless a fault
-        # spoils this answer or another process may change the record (a shared store).
-        if fault is not None or shared is not None:
+        # spoils this answer, another process may change the record (a shared store), or its logs
+        # would make the reply large.
+        if fault is not None or shared is not None or (with_logs and len(record.logs) > KEPT_LOG_LINES):
             return _done_reply(record, action, call.base_url, with_logs, fault)
         key = (call.namespace, record.id, action, call.base_url, with_logs)
         kept = self.kept.get(key, record)

@@ -234,6 +234,10 @@ def query_of(request: Request) -> Mapping[str, str]:
     return query
 
 
+# The largest response kept with its reply: the core keeps up to ``KEPT_REPLIES`` of them.
+RENDERED_KEPT_BYTES = 16 * 1024
+
+
 def render(reply: Reply) -> Response:
     """A core reply as a response: JSON, or a stream of server-sent events; spoiled if a fault says so."""
     if reply.events is not None:
@@ -244,10 +248,12 @@ def render(reply: Reply) -> Response:
     if fault is not None:
         return with_fault(record_response(reply.body, reply.status, reply.headers), fault)
     # The core hands some replies out again (a completed request's status and result): their
-    # response, which sending leaves as it was, is built once.
+    # response, which sending leaves as it was, is built once (unless it is large).
     response = reply.rendered
     if not isinstance(response, Response):
-        response = reply.rendered = record_response(reply.body, reply.status, reply.headers)
+        response = record_response(reply.body, reply.status, reply.headers)
+        if len(response.body) <= RENDERED_KEPT_BYTES:
+            reply.rendered = response
     return response
 
 
