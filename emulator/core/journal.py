@@ -25,6 +25,7 @@ SECRET_HEADERS = frozenset({"authorization", "x-fal-key", "cookie", "proxy-autho
 
 # Headers as an ASGI server passes them: (name, value) byte pairs, in the order they came.
 RawHeaders = Sequence[tuple[bytes, bytes]]
+_PAIRS = (list, tuple)
 
 
 def mask(name: str, value: str) -> str:
@@ -107,7 +108,7 @@ class Entry:
     """
 
     __slots__ = (
-        "_answer", "_body", "_namespace", "_query", "_request_id", "body_truncated", "duration_ms",
+        "_answer", "_body", "_namespace", "_query", "_request_id", "body_truncated", "elapsed",
         "headers_truncated", "held_headers", "method", "path", "seq", "status", "time",
     )  # fmt: skip
 
@@ -137,7 +138,8 @@ class Entry:
         self.body_truncated = body_truncated
         self.headers_truncated = headers_truncated
         self.status = status
-        self.duration_ms: float | None = None
+        # Seconds from the call's arrival until its answer was sent (``duration_ms`` when read).
+        self.elapsed: float | None = None
         self._request_id: str | None = None
         self._answer = answer
 
@@ -164,6 +166,11 @@ class Entry:
         if isinstance(body, bytes):
             body = self._body = body.decode("utf-8", errors="replace")
         return body
+
+    @property
+    def duration_ms(self) -> float | None:
+        elapsed = self.elapsed
+        return None if elapsed is None else round(elapsed * 1000, 3)
 
     @property
     def request_id(self) -> str | None:
@@ -258,7 +265,7 @@ class Journal:
         kept = body[: self.max_body_bytes]
         held: dict[str, str] | tuple[tuple[bytes, bytes], ...]
         cut_query = query[:MAX_URL_PART_BYTES]
-        if isinstance(headers, list | tuple):
+        if isinstance(headers, _PAIRS):
             within = _within_caps(headers)
             if namespace is None and (not within or len(cut_query) < len(query)):
                 # Found now, from what came: the entry keeps only what fits the caps.

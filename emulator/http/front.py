@@ -123,7 +123,7 @@ class QueueFront:
                     await response(scope, receive, send)
             finally:
                 if entry is not None:
-                    entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+                    entry.elapsed = time.perf_counter() - started
         if failure is not None:
             raise failure
 

@@ -50,7 +50,7 @@ class JournalMiddleware:
             await self.app(scope, tap, send_and_note)
         finally:
             if entry is not None:
-                entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+                entry.elapsed = time.perf_counter() - started
 
 
 class BodyTap:
@@ -97,5 +97,5 @@ def note(
         raw_headers,
         b"".join(chunks),
         status,
-        headers if isinstance(headers, list | tuple) else list(headers),
+        headers if isinstance(headers, list) else list(headers),
     )
