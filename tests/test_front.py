@@ -14,8 +14,9 @@ from emulator import Emulator, ManualClock, Settings, create_app
 from emulator.core.errors import Problem
 from emulator.core.spec import Spec
 from emulator.endpoints.documents import load_documents
-from emulator.http.common import header_of, headers_of
+from emulator.http.common import header_of, headers_of, query_of
 from emulator.http.front import QueueFront
+from emulator.http.routes import proxy
 from emulator.http.routes.queue import Target, parse_path
 from tests.conftest import AUTH
 
@@ -48,6 +49,8 @@ def test_takes_queue_paths_on_the_emulators_own_host(path: str) -> None:
         ("/openapi.json", {}),
         ("/.well-known/jwks.json", {}),
         ("/api/fal/proxy", {}),
+        (proxy.PROXY_PATH, {}),
+        (proxy.PROXY_PATH + "/", {}),
         ("/fal-ai/any-llm\n", {}),
         ("/fal-ai/any-llm", {"host": b"queue.fal.run"}),
         ("/fal-ai/any-llm", {"host": b"v3b.fal.media:443"}),
@@ -127,6 +130,16 @@ def test_a_calls_headers_read_as_starlettes_do() -> None:
         assert header_of(request, name.lower().encode()) == request.headers.get(name)
     assert headers.get("x-fal-no-retry") == "1" and headers.get("absent", "none") == "none"
     assert headers["content-length"] == "12" and "absent" not in headers
+
+
+def test_a_calls_query_reads_as_starlettes_does() -> None:
+    """Each query string (short ones remembered, long ones not) reads as ``request.query_params``, again and again."""
+    strings = [b"logs=1", b"logs=0", b"logs=1&logs=0", b"a=%20b&c", b"logs=1&pad=" + b"p" * 300, b"logs=1"]
+    for raw in [*strings, *strings]:
+        request = Request({"type": "http", "headers": [], "query_string": raw})
+        fresh = Request({"type": "http", "headers": [], "query_string": raw}).query_params
+        assert dict(query_of(request)) == dict(fresh) and query_of(request).get("logs") == fresh.get("logs")
+    assert query_of(Request({"type": "http", "headers": [], "query_string": b""})) == {}
 
 
 async def test_an_unexpected_error_on_the_hot_path_is_answered_and_journalled(

@@ -16,6 +16,7 @@ from emulator.core.journal import MAX_HEADER_VALUE_BYTES, MAX_HEADERS_BYTES, Jou
 from emulator.core.models import RequestRecord
 from emulator.core.scheduler import Submission
 from emulator.core.spec import MAX_JSON_DEPTH, JSONRejected, parse_json
+from emulator.core.tokens import Tokens
 from emulator.core.wire import dumps_json
 from emulator.http.common import CONTROL_BODY_LIMIT
 from emulator.store.codec import decode, encode
@@ -207,6 +208,48 @@ class TestJournal:
         assert from_raw.headers_truncated == from_text.headers_truncated
         assert from_raw.as_json() == {**from_text.as_json(), "seq": from_raw.seq}
         assert all("secret" not in value and "second" not in value for value in from_raw.headers.values())
+
+    @pytest.mark.parametrize(
+        ("authorization", "query", "namespace"),
+        [
+            (b"Key id:secret", b"", "id"),
+            (b"Key broken", b"", "(invalid key)"),
+            (None, b"", "anonymous"),
+            (b"Bearer not-one-of-ours", b"", "bearer-"),
+            (b"Bearer TOKEN", b"", "owner"),
+            (None, b"fal_jwt_token=TOKEN", "owner"),
+            (None, b"pad=" + b"p" * 5000 + b"&fal_jwt_token=TOKEN", "owner"),  # past the query's cap
+        ],
+    )
+    @pytest.mark.parametrize("huge", [False, True], ids=["held-raw", "capped"])
+    def test_an_entry_files_the_call_under_the_callers_namespace(
+        self, authorization: bytes | None, query: bytes, namespace: str, huge: bool
+    ) -> None:
+        """Found in the raw headers and query when first read (at once when they are cut), masked headers or not."""
+        token = Tokens(ManualClock(), b"secret").issue("owner", ["any-llm"], 60).encode()
+        raw = [(b"host", b"e.test")] + ([] if authorization is None else [(b"authorization", authorization)])
+        if huge:
+            raw.append((b"x-pad", b"p" * 1_000_000))
+        raw = [(name, value.replace(b"TOKEN", token)) for name, value in raw]
+        journal = Journal(max_entries=10)
+        entry = journal.note(0.0, "GET", "/p", query.replace(b"TOKEN", token), raw, b"", 200, [])
+        assert entry.headers_truncated is huge
+        masked = journal.note(0.0, "GET", "/p", query.replace(b"TOKEN", token), raw, b"", 200, [])
+        if authorization is not None:
+            assert masked.headers["authorization"].endswith("***")  # read first: masked
+        for read in (entry, masked):  # namespace read first, and after the masked headers
+            assert read.namespace.startswith(namespace) if namespace == "bearer-" else read.namespace == namespace
+
+    def test_an_entry_reads_the_request_id_from_the_answers_headers(self) -> None:
+        """The answer's x-fal-request-id (any case) when read; one set by hand wins."""
+        journal = Journal(max_entries=10)
+        answer = [(b"content-type", b"application/json"), (b"X-Fal-Request-Id", b"r-1")]
+        entry = journal.note(0.0, "GET", "/p", b"", [], b"", 200, answer)
+        assert (entry.request_id, entry.status) == ("r-1", 200)
+        assert journal.entries(request_id="r-1") == [entry]
+        entry.request_id = "r-2"
+        assert entry.as_json()["request_id"] == "r-2"
+        assert journal.note(0.0, "GET", "/p", b"", [], b"", 404, []).request_id is None
 
     async def test_a_request_with_a_huge_header_is_journalled_small(self, client: httpx.AsyncClient) -> None:
         """Even a 401 with a megabyte header leaves a journal entry of a few kilobytes."""

@@ -63,7 +63,6 @@ class Call:
         namespace: str,
         endpoint: str,
         request_id: str | None = None,
-        *,
         base_url: str = "",  # where the client reached this server, so the URLs handed back lead here
         body: bytes = b"",
         query: Mapping[str, str] = _EMPTY,
@@ -91,6 +90,46 @@ class Reply:
     events: AsyncIterator[bytes] | None = None
     # A body or connection fault for the serialiser to apply (truncated, malformed, reset).
     fault: Fault | None = None
+    # The serialiser's form of this reply, left here by it: a kept reply (``Kept``) is handed out
+    # again unchanged, and so is its serialised form.
+    rendered: object = field(default=None, compare=False, repr=False)
+
+
+# Replies kept: a few clients poll their requests' status, and fetch their results, over and over.
+KEPT_REPLIES = 1024
+# A status reply with logs holds a copy of every line: kept only for a request with at most these.
+KEPT_LOG_LINES = 32
+
+
+class Kept:
+    """The replies to status and result calls on completed requests, by what decides them.
+
+    A completed request's answer changes only when the scheduler changes its record, which bumps
+    the record's version: a reply is handed out again only for the very record it was built from
+    (not one that replaced it after a reset, an expiry or a new submit) at that version. Bounded:
+    past ``size`` replies the table starts again.
+    """
+
+    __slots__ = ("_replies", "size")
+
+    def __init__(self, size: int = KEPT_REPLIES) -> None:
+        self.size = size
+        self._replies: dict[tuple[str, str, str, str, bool], tuple[RequestRecord, int, Reply]] = {}
+
+    def get(self, key: tuple[str, str, str, str, bool], record: RequestRecord) -> Reply | None:
+        found = self._replies.get(key)
+        if found is not None and found[0] is record and found[1] == record.version:
+            return found[2]
+        return None
+
+    def keep(self, key: tuple[str, str, str, str, bool], record: RequestRecord, reply: Reply) -> None:
+        replies = self._replies
+        if len(replies) >= self.size and key not in replies:
+            replies.clear()
+        replies[key] = (record, record.version, reply)
+
+    def __len__(self) -> int:
+        return len(self._replies)
 
 
 _CANCEL_CODES = {CancelResult.REQUESTED: 202, CancelResult.ALREADY_COMPLETED: 400, CancelResult.NOT_FOUND: 404}
@@ -117,6 +156,9 @@ class Emulator:
     files: Storage
     events: Hub
     endpoints: EndpointRegistry = field(default_factory=EndpointRegistry)
+    kept: Kept = field(default_factory=Kept)
+    # Per action: its operation, and whether that operation reads only optional query parameters.
+    _silent: dict[str, tuple[Operation, bool]] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def build(
@@ -231,7 +273,8 @@ class Emulator:
 
     async def call(self, call: Call) -> Reply:
         """Answer one queue or run call; raise ``Problem`` for an answer other than success."""
-        fault = await self._fault(call, call.request_id)
+        # No rule at all (nearly every call): nothing to match, and no coroutine to await for it.
+        fault = await self._fault(call, call.request_id) if self.faults.rules else None
         if call.action == "submit":
             reply = await self._submit(call)
             reply.fault = fault
@@ -304,12 +347,6 @@ class Emulator:
             return reply
         if record is None:
             raise not_found("Request not found")
-        if action == "status":
-            params = self._parameters(call, "status")
-            # Only a queued request's body names its position.
-            position = self.scheduler.position(record) if record.state is State.IN_QUEUE else 0
-            body = status_body(record, call.base_url, position=position, logs=_logs(record, params))
-            return Reply(200 if record.done else 202, body, {"x-fal-request-id": record.id}, fault=fault)
         if action == "status_stream":
             params = self._parameters(call, "status_stream")
             events = status_events(
@@ -321,11 +358,24 @@ class Emulator:
                 keepalive=self.settings.keepalive_seconds,
             )
             return _stream(record, events, fault)
+        with_logs = action == "status" and _wants_logs(self._parameters(call, "status"))
         if not record.done:
-            raise Problem(400, {"detail": "Request is still in progress"}, {"x-fal-request-id": record.id})
-        reply = output_reply(record)
-        reply.fault = fault
-        return reply
+            if action != "status":
+                raise Problem(400, {"detail": "Request is still in progress"}, {"x-fal-request-id": record.id})
+            # Only a queued request's body names its position.
+            position = self.scheduler.position(record) if record.state is State.IN_QUEUE else 0
+            return _status_reply(record, call.base_url, position, with_logs, fault)
+        # A completed request answers the same until its record changes: kept, unless a fault
+        # spoils this answer, another process may change the record (a shared store), or its logs
+        # would make the reply large.
+        if fault is not None or shared is not None or (with_logs and len(record.logs) > KEPT_LOG_LINES):
+            return _done_reply(record, action, call.base_url, with_logs, fault)
+        key = (call.namespace, record.id, action, call.base_url, with_logs)
+        kept = self.kept.get(key, record)
+        if kept is None:
+            kept = _done_reply(record, action, call.base_url, with_logs, None)
+            self.kept.keep(key, record, kept)
+        return kept
 
     def _cancel(self, namespace: str, record: RequestRecord | None) -> Reply:
         outcome = CancelResult.NOT_FOUND if record is None else self.scheduler.cancel(namespace, record.id)
@@ -441,6 +491,14 @@ class Emulator:
         operation = self.spec.operation(action)
         if operation is None:
             return {}
+        if not call.query:
+            # Nearly every poll has no query string: when the operation reads no header and requires
+            # nothing, there is nothing to read and nothing can be missing.
+            known = self._silent.get(action)
+            if known is None or known[0] is not operation:
+                known = self._silent[action] = (operation, _reads_only_optional_query(operation))
+            if known[1]:
+                return {}
         params, errors = operation.validate_parameters(call.query, call.headers)
         if errors:
             raise validation_problem(errors)
@@ -563,6 +621,20 @@ def _has_reason_phrase(status_code: int) -> bool:
     return True
 
 
+def _status_reply(record: RequestRecord, base_url: str, position: int, with_logs: bool, fault: Fault | None) -> Reply:
+    body = status_body(record, base_url, position=position, logs=list(record.logs) if with_logs else None)
+    return Reply(200 if record.done else 202, body, {"x-fal-request-id": record.id}, fault=fault)
+
+
+def _done_reply(record: RequestRecord, action: str, base_url: str, with_logs: bool, fault: Fault | None) -> Reply:
+    """A completed request's status or result."""
+    if action == "status":
+        return _status_reply(record, base_url, 0, with_logs, fault)
+    reply = output_reply(record)
+    reply.fault = fault
+    return reply
+
+
 def output_reply(record: RequestRecord) -> Reply:
     """A completed request's answer: its output, or its failure."""
     if record.failure is not None:
@@ -595,12 +667,15 @@ def _timeout(params: JSON) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
+def _reads_only_optional_query(operation: Operation) -> bool:
+    """Whether ``validate_parameters`` of an empty query answers ``({}, [])`` whatever the headers."""
+    return all(
+        param.location == "path" or (param.location == "query" and not param.required) for param in operation.parameters
+    )
+
+
 def _wants_logs(params: JSON) -> bool:
     return params.get("logs") in ("1", "true")
-
-
-def _logs(record: RequestRecord, params: JSON) -> list[Any] | None:
-    return list(record.logs) if _wants_logs(params) else None
 
 
 def _openai_dialect(settings: Settings, ids: IdFactory, clock: Clock) -> Callable[[str], Dialect | None]:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -91,11 +91,31 @@ def header_of(request: Request, name: bytes) -> str | None:
     return None
 
 
+# ``Key id:secret`` headers already read, with the namespace each names: a client sends the same
+# one on every call.
+_KEYS: dict[bytes, str] = {}
+_KEYS_KEPT = 1024
+
+
 def authenticate(request: Request, emulator: Emulator) -> str:
     """The caller's namespace: from its key, or from a token ``/tokens/`` issued (query or Bearer)."""
-    header = header_of(request, b"authorization")
-    # The usual ``Key id:secret`` is never one of our tokens: skip looking for one.
-    token = None if header is not None and header.startswith("Key ") else _issued_token(request, header)
+    raw = None
+    for key, value in request.scope["headers"]:
+        if key == b"authorization":
+            raw = value
+            break
+    if raw is not None and raw.startswith(b"Key "):
+        # The usual ``Key id:secret`` is never one of our tokens, and names its namespace whatever
+        # the settings: read once.
+        namespace = _KEYS.get(raw)
+        if namespace is None:
+            namespace = _namespace(raw.decode("latin-1"), emulator)
+            if len(_KEYS) >= _KEYS_KEPT:
+                _KEYS.clear()
+            _KEYS[raw] = namespace
+        return namespace
+    header = None if raw is None else raw.decode("latin-1")
+    token = _issued_token(request, header)
     if token is not None:
         tokens: Tokens | None = getattr(request.app.state, "tokens", None)
         if tokens is None:
@@ -104,6 +124,10 @@ def authenticate(request: Request, emulator: Emulator) -> str:
             return tokens.check(token, _app_alias(request)).namespace
         except TokenError as exc:
             raise HTTPProblem(401, {"detail": str(exc)}) from exc
+    return _namespace(header, emulator)
+
+
+def _namespace(header: str | None, emulator: Emulator) -> str:
     try:
         return namespace_for(header, required=emulator.settings.require_auth)
     except AuthError as exc:
@@ -163,7 +187,11 @@ _NO_QUERY: dict[str, str] = {}
 
 
 class _Headers(Headers):
-    """Starlette's headers, whose ``get`` of an absent name returns the default without raising inside."""
+    """Starlette's headers over the server's pairs as they are (not copied into the scope again), whose
+    ``get`` of an absent name returns the default without raising inside."""
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._list = raw
 
     def get(self, key: str, default: Any = None) -> Any:
         name = key.lower().encode("latin-1")
@@ -179,12 +207,35 @@ def headers_of(request: Request) -> Mapping[str, str]:
     Looked up in the server's pairs when read: a call reads a few names at most (none on status
     and result, the absent ones mostly on submit), cheaper than decoding every header.
     """
-    return _Headers(scope=request.scope)
+    raw = request.scope["headers"]
+    return _Headers(raw if isinstance(raw, list) else list(raw))
+
+
+# Short query strings already parsed (immutable, so shared): a client sends the same few on every
+# call (``logs=1`` on each status poll).
+_QUERIES: dict[bytes, QueryParams] = {}
+_QUERIES_KEPT = 256
+_QUERY_KEPT_BYTES = 256
 
 
 def query_of(request: Request) -> Mapping[str, str]:
-    # Most calls have no query string: skip parsing one (the hot status and result paths).
-    return request.query_params if request.scope.get("query_string") else _NO_QUERY
+    """The query parameters, as ``request.query_params`` reads them."""
+    raw: bytes = request.scope.get("query_string", b"")
+    if not raw:  # most calls (the hot status and result paths): nothing to parse
+        return _NO_QUERY
+    if len(raw) > _QUERY_KEPT_BYTES:
+        return request.query_params
+    query = _QUERIES.get(raw)
+    if query is None:
+        query = request.query_params
+        if len(_QUERIES) >= _QUERIES_KEPT:
+            _QUERIES.clear()
+        _QUERIES[raw] = query
+    return query
+
+
+# The largest response kept with its reply: the core keeps up to ``KEPT_REPLIES`` of them.
+RENDERED_KEPT_BYTES = 16 * 1024
 
 
 def render(reply: Reply) -> Response:
@@ -193,7 +244,17 @@ def render(reply: Reply) -> Response:
         if reply.fault is not None and reply.fault.kind == "reset":
             return ResetResponse()
         return StreamingResponse(reply.events, reply.status, reply.headers, media_type="text/event-stream")
-    return with_fault(record_response(reply.body, reply.status, reply.headers), reply.fault)
+    fault = reply.fault
+    if fault is not None:
+        return with_fault(record_response(reply.body, reply.status, reply.headers), fault)
+    # The core hands some replies out again (a completed request's status and result): their
+    # response, which sending leaves as it was, is built once (unless it is large).
+    response = reply.rendered
+    if not isinstance(response, Response):
+        response = record_response(reply.body, reply.status, reply.headers)
+        if len(response.body) <= RENDERED_KEPT_BYTES:
+            reply.rendered = response
+    return response
 
 
 # Control bodies are small (a fault rule, a setting): anything larger is a mistake or an attack.

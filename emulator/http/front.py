@@ -22,12 +22,13 @@ from emulator.core.journal import Entry
 from emulator.core.service import Emulator
 from emulator.http.errors import http_error, server_error
 from emulator.http.hosts import host_of
-from emulator.http.journal import NOT_JOURNALED, BodyTap, caller_namespace, note
-from emulator.http.routes import proxy, queue
+from emulator.http.journal import NOT_JOURNALED, BodyTap, note
+from emulator.http.routes import queue
 
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _METHODS = frozenset(ALL_METHODS)
-# First path segments the router sends elsewhere than the queue surface's catch-all route.
+# First path segments the router sends elsewhere than the queue surface's catch-all route (the JS
+# proxy path, ``proxy.PROXY_PATH``, is under ``api``).
 _OTHER_ROUTES = frozenset({"_emulator", "run", "rest", "cdn", "openapi.yaml", "openapi.json", ".well-known", "api"})
 _HOSTS_KEPT = 256
 
@@ -50,7 +51,7 @@ class QueueFront:
         path: str = scope["path"]
         # The root is the dashboard's door for a browser (``ui.browser_front`` on the full stack);
         # a newline defeats the router's path pattern (a 404 there): leave such paths to it.
-        if path == "/" or "\n" in path or proxy.is_proxy_path(path) or path.split("/", 2)[1] in _OTHER_ROUTES:
+        if path == "/" or "\n" in path or path.split("/", 2)[1] in _OTHER_ROUTES:
             return False
         return self._plain_host(scope)
 
@@ -82,11 +83,13 @@ class QueueFront:
             # What ``JournalMiddleware`` notes around the full stack, without wrapping ``send`` for
             # an answer that starts as soon as it is called (all but streams).
             started = time.perf_counter()
-            tap = BodyTap(receive, journal.max_body_bytes)
-            chunks = tap.chunks
-            receive = tap
             raw_headers = scope["headers"]
-            namespace = caller_namespace(scope)
+            if scope["method"] == "POST":
+                tap = BodyTap(receive, journal.max_body_bytes)
+                chunks = tap.chunks
+                receive = tap
+            else:  # only a submit reads the body here: any other call's received body is empty
+                chunks = []
         request = Request(scope, receive)
         failure = None
         try:
@@ -109,18 +112,18 @@ class QueueFront:
                         nonlocal entry
                         if entry is None and message["type"] == "http.response.start":
                             status, headers = message["status"], message.get("headers", ())
-                            entry = note(emulator, scope, path, raw_headers, namespace, chunks, status, headers)
+                            entry = note(emulator, scope, path, raw_headers, chunks, status, headers)
                         await send(message)
 
                     await response(scope, receive, send_and_note)
                 else:
                     # A plain answer's first act is to send its start, with these status and headers.
                     status, headers = response.status_code, response.raw_headers
-                    entry = note(emulator, scope, path, raw_headers, namespace, chunks, status, headers)
+                    entry = note(emulator, scope, path, raw_headers, chunks, status, headers)
                     await response(scope, receive, send)
             finally:
                 if entry is not None:
-                    entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+                    entry.elapsed = time.perf_counter() - started
         if failure is not None:
             raise failure
 

@@ -40,21 +40,23 @@ class Target:
     request_id: str | None = None
 
 
-# Paths already mapped, with the endpoints and app ids they were mapped against: a client polls
-# one request's status path many times, and submits to a handful of endpoints.
-_parsed: dict[tuple[str, frozenset[str], frozenset[str]], Target] = {}
+# Paths already mapped, with the endpoints and app ids they were mapped against (the spec's sets,
+# replaced whenever an endpoint is added): a client polls one request's status path many times,
+# and submits to a handful of endpoints.
+_parsed: dict[str, tuple[frozenset[str], frozenset[str], Target]] = {}
 _PARSED_KEPT = 4096
 
 
 def parse_path(path: str, spec: Spec) -> Target:
     """Map a path to its target; 404 for anything the document does not declare."""
-    key = (path, spec.endpoints, spec.app_ids)
-    target = _parsed.get(key)
-    if target is None:
-        target = _parse_path(path, spec)
-        if len(_parsed) >= _PARSED_KEPT:
-            _parsed.clear()
-        _parsed[key] = target
+    endpoints, app_ids = spec.endpoints, spec.app_ids
+    found = _parsed.get(path)
+    if found is not None and found[0] is endpoints and found[1] is app_ids:
+        return found[2]
+    target = _parse_path(path, spec)
+    if len(_parsed) >= _PARSED_KEPT:
+        _parsed.clear()
+    _parsed[path] = (endpoints, app_ids, target)
     return target
 
 
@@ -110,14 +112,17 @@ async def answer(request: Request, emulator: Emulator) -> Response:
         target = parse_path(request.path_params.get("path", ""), emulator.spec)
         if request.method != target.method:
             raise method_not_allowed(target.method)
+        # Positional (action, namespace, endpoint, request id, base URL, body, query, headers):
+        # every poll builds one, and keywords cost a third more.
         call = Call(
-            action=target.action,
-            namespace=authenticate(request, emulator),
-            endpoint=target.endpoint,
-            request_id=target.request_id,
-            base_url=base_url(request),
-            query=query_of(request),
-            headers=headers_of(request),
+            target.action,
+            authenticate(request, emulator),
+            target.endpoint,
+            target.request_id,
+            base_url(request),
+            b"",
+            query_of(request),
+            headers_of(request),
         )
         if target.action == "submit":
             call.body = await read_body(request, emulator.settings.max_body_bytes)
