@@ -487,8 +487,16 @@ class Scheduler:
         if record.id in lane.hold_on_start:
             lane.hold_on_start.discard(record.id)
             record.paused_at = record.started_at
-        else:
+        elif record.plan.duration > 0:
             self._schedule_run(lane, record)
+        else:
+            # A run that takes no time ends now, as its completion timer would: due at once, after
+            # the start is seen (listeners and waiters get IN_PROGRESS, then COMPLETED), unless a
+            # listener held or ended it meanwhile. No timer, no second turn of the timers.
+            self._touch(record)
+            if record.paused_at is None:
+                self._complete(record)
+            return
         self._touch(record)
 
     def _schedule_run(self, lane: Lane, record: RequestRecord) -> None:
