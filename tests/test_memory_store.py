@@ -158,6 +158,25 @@ def test_the_sharing_table_is_bounded() -> None:
     assert len(compactor._outputs) <= 4 and len(compactor._plans) <= 4
 
 
+def test_one_output_object_is_shared_as_before_and_a_new_one_by_its_value() -> None:
+    """An output object seen before is shared as it was; a new object, even one at a freed object's
+    address, is shared only with an output equal to it."""
+    compactor = Compactor(kept=4)
+    answer = {"output": "same"}
+    first, again = record("a", output=answer), record("b", output=answer)
+    compactor.compact(first)
+    compactor.compact(again)
+    assert first.output is again.output is answer
+    equal = record("c", output={"output": "same"})
+    compactor.compact(equal)
+    assert equal.output is answer
+    for i in range(50):  # short-lived outputs: their addresses are reused by the next ones
+        item = record(str(i), output={"output": f"text {i % 7}"})
+        compactor.compact(item)
+        assert item.output == {"output": f"text {i % 7}"}
+    assert len(compactor._seen) <= 4
+
+
 @pytest.mark.anyio
 async def test_a_completed_run_keeps_its_tokens_as_its_text_and_streams_the_same() -> None:
     """A completed record's plan holds its output text, split when read: the same tokens, count and stream."""

@@ -124,6 +124,27 @@ def test_parameters_answer_the_same_the_second_time(spec: Spec) -> None:
     assert all(len(param.accepted) <= 64 for param in op.parameters)
 
 
+def test_a_repeated_body_is_shared_and_answers_as_a_fresh_check() -> None:
+    """The same accepted bytes give the same object, equal to what a fresh check gives; a refused body is
+    refused every time; large bodies are not remembered, and the memory is bounded."""
+    op = Spec.load().operation("submit", "fal-ai/any-llm")
+    assert op is not None
+    raw = b'{"prompt": "hi", "max_tokens": 5}'
+    first, errors = op.shared_body(raw)
+    again, _ = op.shared_body(raw)
+    assert errors == [] and again is first and first == op.validate_body(raw)[0]
+    assert op.validate_body(raw)[0] is not first  # the plain check still gives its own object
+    for _ in range(2):
+        refused, errors = op.shared_body(b'{"prompt": 1}')
+        assert [e["type"] for e in errors] == ["string_type"]
+    large = json.dumps({"prompt": "x" * 5000}).encode()
+    assert op.shared_body(large)[0] is not op.shared_body(large)[0]
+    for n in range(1000):
+        assert op.shared_body(b'{"prompt": "p%d"}' % n)[0]["prompt"] == f"p{n}"
+    assert op.shared_body(raw)[0] is not first  # pushed out by newer bodies
+    assert len(op._shared) <= 256
+
+
 def test_a_document_of_the_users_is_compiled_whole_at_load(tmp_path: Path) -> None:
     """A --spec document with a broken reference fails when it is loaded, not on the first call."""
     from emulator.core.catalog import load_spec

@@ -33,6 +33,9 @@ class Compactor:
     def __init__(self, kept: int = KEPT) -> None:
         self.kept = kept
         self._outputs: dict[Hashable, JSON] = {}
+        # The outputs last seen, by identity, with what each was shared as: an answer's output is
+        # one object for every request that gets it, and need not be walked again for each.
+        self._seen: dict[int, tuple[JSON, JSON]] = {}
         self._plans: dict[tuple[Any, ...], Plan] = {}
 
     def compact(self, record: RequestRecord) -> None:
@@ -47,6 +50,18 @@ class Compactor:
             record.plan = self._plan(plan, output)
 
     def _output(self, output: JSON) -> JSON:
+        seen = self._seen.get(id(output))
+        # The entry holds the output itself, so its id cannot be another object's while it is here.
+        if seen is not None and seen[0] is output:
+            return seen[1]
+        shared = self._equal(output)
+        if len(self._seen) >= self.kept:
+            self._seen.clear()
+        self._seen[id(output)] = (output, shared)
+        return shared
+
+    def _equal(self, output: JSON) -> JSON:
+        """The output kept before that is equal to this one, or this one (now kept)."""
         try:
             key = _frozen(output, [MAX_VALUES])
         except _TooBig:
