@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from emulator.core.faults import Rule
@@ -28,9 +28,8 @@ class Priority(enum.IntEnum):
     LOW = 1
 
 
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    """One log line as the status endpoint reports it."""
+class LogLine(NamedTuple):
+    """One log line as the status endpoint reports it (immutable: a tuple, the cheapest to build)."""
 
     message: str
     level: str

@@ -12,7 +12,7 @@ import dataclasses
 import enum
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from emulator.core.clock import Clock
 from emulator.core.faults import LIFECYCLE_KINDS, Fault, Faults
@@ -51,9 +51,9 @@ class TransitionError(ValueError):
     """A control action that does not apply to the request's current state."""
 
 
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """A validated request to run: where it goes and how it should be treated."""
+class Submission(NamedTuple):
+    """A validated request to run: where it goes and how it should be treated (one per call: a tuple,
+    the cheapest immutable record to build)."""
 
     endpoint: str
     input: JSON
@@ -453,12 +453,16 @@ class Scheduler:
         self.store.save(record, self.clock.now())
         for listener in self.on_change:
             listener(record)
-        for future in self._waiters.pop((record.namespace, record.id), ()):
-            if not future.done():
-                future.set_result(True)
+        if self._waiters:  # most changes have nobody waiting on them
+            for future in self._waiters.pop((record.namespace, record.id), ()):
+                if not future.done():
+                    future.set_result(True)
 
     def _dispatch(self, lane: Lane) -> None:
-        while not self.paused and lane.busy < self.capacity:
+        if not lane.queued():  # nothing waits (a run ended with an empty queue, say)
+            return
+        capacity = self.capacity
+        while not self.paused and lane.busy < capacity:
             record = lane.pop_next()
             if record is None:
                 return
@@ -513,12 +517,15 @@ class Scheduler:
     def _apply_logs(self, lane: Lane, record: RequestRecord, upto: float) -> bool:
         plan = record.plan
         assert plan is not None and record.started_at is not None
+        logs = plan.logs
         applied = start = lane.logs_applied.get(record.id, 0)
-        while applied < len(plan.logs) and plan.logs[applied][0] <= upto:
-            offset, level, message = plan.logs[applied]
+        if applied == len(logs):
+            return False
+        started = record.started_at
+        while applied < len(logs) and logs[applied][0] <= upto:
+            offset, level, message = logs[applied]
             # A line due at the start shares the start's float: a completed record keeps its lines.
-            timestamp = record.started_at + offset if offset else record.started_at
-            record.logs.append(LogLine(message, level, timestamp))
+            record.logs.append(LogLine(message, level, started + offset if offset else started))
             applied += 1
         lane.logs_applied[record.id] = applied
         return applied > start
