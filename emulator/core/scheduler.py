@@ -614,7 +614,8 @@ class Scheduler:
         lane = self._lanes.get(record.namespace)
         freed = False
         if lane is not None:
-            lane.remove_waiting(record)
+            if record.state is State.IN_QUEUE:  # only a queued request can be waiting
+                lane.remove_waiting(record)
             freed = lane.drop(record)
             lane.held.discard(record.id)
             lane.hold_on_start.discard(record.id)
