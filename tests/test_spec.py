@@ -135,7 +135,7 @@ def test_a_repeated_body_is_shared_and_answers_as_a_fresh_check() -> None:
     assert errors == [] and again is first and first == op.validate_body(raw)[0]
     assert op.validate_body(raw)[0] is not first  # the plain check still gives its own object
     for _ in range(2):
-        refused, errors = op.shared_body(b'{"prompt": 1}')
+        _, errors = op.shared_body(b'{"prompt": 1}')
         assert [e["type"] for e in errors] == ["string_type"]
     large = json.dumps({"prompt": "x" * 5000}).encode()
     assert op.shared_body(large)[0] is not op.shared_body(large)[0]

@@ -27,16 +27,14 @@ class IdFactory:
             millis = int(self._clock.now() * 1000)
         self._count += 1
         rand = self._rng.getrandbits(74)
-        millis &= (1 << 48) - 1
-        # str(uuid.UUID(int=...)) of the 128 bits, written group by group: 48 bits of time, the
-        # version (7) and 12 bits rand_a, the RFC 4122 variant (0b10) and 62 bits rand_b.
-        return "%08x-%04x-%04x-%04x-%012x" % (
-            millis >> 16,
-            millis & 0xFFFF,
-            0x7000 | (rand >> 62),
-            0x8000 | ((rand >> 48) & 0x3FFF),
-            rand & 0xFFFFFFFFFFFF,
-        )
+        value = (millis & ((1 << 48) - 1)) << 80
+        value |= 0x7 << 76  # version 7
+        value |= (rand >> 62) << 64  # 12 bits rand_a
+        value |= 0b10 << 62  # RFC 4122 variant
+        value |= rand & ((1 << 62) - 1)  # 62 bits rand_b
+        # str(uuid.UUID(int=value)), without building the object.
+        h = f"{value:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def skip(self, count: int) -> None:
         """Move a seeded sequence past ``count`` ids an earlier run already handed out."""
