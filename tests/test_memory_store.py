@@ -8,7 +8,7 @@ import json
 import pytest
 
 from emulator import Emulator, ManualClock, Settings
-from emulator.core.models import Plan, RequestRecord, State
+from emulator.core.models import Failure, Plan, RequestRecord, State
 from emulator.core.outputs import SplitText, split_tokens
 from emulator.core.service import Call
 from emulator.core.streams import output_events
@@ -175,6 +175,24 @@ def test_one_output_object_is_shared_as_before_and_a_new_one_by_its_value() -> N
         compactor.compact(item)
         assert item.output == {"output": f"text {i % 7}"}
     assert len(compactor._seen) <= 4
+
+
+def test_one_plan_object_is_shared_as_before_and_another_by_what_it_holds() -> None:
+    """Records completed with one finished plan object share one compact plan, holding their output;
+    a plan with the same tokens but another ending gets its own."""
+    compactor = Compactor(kept=4)
+    output = {"output": "one two three", "partial": False, "error": None}
+    plan = Plan(split_tokens("one two three"), 0.0, 0.0, output)
+    kept = [record(str(i), output=output, plan=plan) for i in range(3)]
+    failed = Plan(split_tokens("one two three"), 0.0, 0.0, output, failure=Failure(503, "lost"))
+    kept.append(record("f", output=output, plan=failed))
+    for item in kept:
+        compactor.compact(item)
+    first = kept[0].plan
+    assert first is not None and first.output is output and list(first.tokens) == list(plan.tokens)
+    assert kept[1].plan is first and kept[2].plan is first
+    assert kept[3].plan is not first and kept[3].plan is not None and kept[3].plan.failure == Failure(503, "lost")
+    assert len(compactor._seen_plans) <= 4
 
 
 @pytest.mark.anyio

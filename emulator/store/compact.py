@@ -37,6 +37,8 @@ class Compactor:
         # one object for every request that gets it, and need not be walked again for each.
         self._seen: dict[int, tuple[JSON, JSON]] = {}
         self._plans: dict[tuple[Any, ...], Plan] = {}
+        # Likewise the finished plans last seen, by identity, with the output each went with and its shared plan.
+        self._seen_plans: dict[int, tuple[Plan, JSON, Plan]] = {}
 
     def compact(self, record: RequestRecord) -> None:
         original = record.output
@@ -74,6 +76,18 @@ class Compactor:
         return shared
 
     def _plan(self, plan: Plan, output: JSON) -> Plan:
+        seen = self._seen_plans.get(id(plan))
+        # The entry holds the plan and the output, so neither id can be another object's meanwhile.
+        if seen is not None and seen[0] is plan and seen[1] is output:
+            return seen[2]
+        shared = self._equal_plan(plan, output)
+        if len(self._seen_plans) >= self.kept:
+            self._seen_plans.clear()
+        self._seen_plans[id(plan)] = (plan, output, shared)
+        return shared
+
+    def _equal_plan(self, plan: Plan, output: JSON) -> Plan:
+        """The plan kept before that is this one with ``output``, or this one with it (now kept)."""
         tokens: Any = plan.tokens
         text = output.get("output")
         # Tokens that are the split of the output's text are kept as that text (split when read).
