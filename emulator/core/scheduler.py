@@ -25,7 +25,6 @@ from emulator.core.models import (
     REMOVED,
     REQUEST_TIMEOUT,
     Failure,
-    LogLine,
     Priority,
     RequestRecord,
     State,
@@ -525,7 +524,7 @@ class Scheduler:
         while applied < len(logs) and logs[applied][0] <= upto:
             offset, level, message = logs[applied]
             # A line due at the start shares the start's float: a completed record keeps its lines.
-            record.logs.append(LogLine(message, level, started + offset if offset else started))
+            record.logs.add(message, level, started + offset if offset else started)
             applied += 1
         lane.logs_applied[record.id] = applied
         return applied > start
@@ -589,13 +588,11 @@ class Scheduler:
         record.retries_left -= 1
         previous = record.gateway_request_id or record.id
         record.gateway_request_id = self.ids.new()
-        record.logs.append(
-            LogLine(
-                f"{failure.message}; the queue runs the request again on a new runner "
-                f"(gateway request {record.gateway_request_id}, after {previous})",
-                "WARN",
-                now,
-            )
+        record.logs.add(
+            f"{failure.message}; the queue runs the request again on a new runner "
+            f"(gateway request {record.gateway_request_id}, after {previous})",
+            "WARN",
+            now,
         )
         record.state = State.IN_QUEUE
         record.started_at = record.plan = record.paused_at = None
