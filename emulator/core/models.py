@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 if TYPE_CHECKING:
@@ -35,6 +36,10 @@ class LogLine(NamedTuple):
     level: str
     timestamp: float
     source: str = "USER"
+
+
+# A kept line as a LogLine: what ``LogLine._make`` does, without its length check (every kept line has four values).
+_as_line = tuple.__new__
 
 
 class LogLines(Sequence[LogLine]):
@@ -68,11 +73,11 @@ class LogLines(Sequence[LogLine]):
 
     def __getitem__(self, index: int | slice) -> LogLine | list[LogLine]:
         if isinstance(index, slice):
-            return [LogLine._make(line) for line in self._lines[index]]
-        return LogLine._make(self._lines[index])
+            return list(map(_as_line, repeat(LogLine), self._lines[index]))
+        return _as_line(LogLine, self._lines[index])
 
     def __iter__(self) -> Iterator[LogLine]:
-        return map(LogLine._make, self._lines)
+        return map(_as_line, repeat(LogLine), self._lines)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, LogLines):
