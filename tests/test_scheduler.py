@@ -76,6 +76,20 @@ def test_queue_positions_are_true_under_contention() -> None:
     assert scheduler.queue_length(NS) == 2
 
 
+def test_every_position_counts_the_requests_ahead_whichever_arrived_last() -> None:
+    """A request's position is how many wait ahead of it (every normal one before a low one), for the
+    latest arrival of each priority as for the ones before it."""
+    scheduler, _ = make(runners=1)
+    records = [scheduler.submit(NS, submission("busy"))]
+    for i, priority in enumerate([Priority.NORMAL, Priority.LOW, Priority.NORMAL, Priority.LOW, Priority.NORMAL]):
+        records.append(scheduler.submit(NS, submission(f"p{i}", priority=priority)))
+        waiting = records[1:]
+        for record in waiting:
+            ahead = [r for r in waiting if (r.priority, r.seq) < (record.priority, record.seq)]
+            assert scheduler.position(record) == len(ahead)
+    assert scheduler.position(records[0]) == 0
+
+
 def test_low_priority_waits_behind_normal() -> None:
     """A low-priority request is served after every normal one, even those submitted later."""
     scheduler, clock = make(runners=1)
