@@ -53,7 +53,8 @@ class LogLines(Sequence[LogLine]):
     __slots__ = ("_lines",)
 
     def __init__(self, lines: Iterable[LogLine] = ()) -> None:
-        self._lines = tuple((line.message, line.level, line.timestamp, line.source) for line in lines)
+        # A new record's (the default) costs no generator.
+        self._lines = tuple((line.message, line.level, line.timestamp, line.source) for line in lines) if lines else ()
 
     def add(self, message: str, level: str, timestamp: float) -> None:
         """Write one more line (from the run: the source is the user's app)."""

@@ -458,8 +458,6 @@ class Scheduler:
                     future.set_result(True)
 
     def _dispatch(self, lane: Lane) -> None:
-        if not lane.queued():  # nothing waits (a run ended with an empty queue, say)
-            return
         capacity = self.capacity
         while not self.paused and lane.busy < capacity:
             record = lane.pop_next()
@@ -628,7 +626,8 @@ class Scheduler:
         for listener in self.on_complete:
             listener(record)
         if lane is not None and freed:
-            self._dispatch(lane)
+            if lane.queued():  # a runner came free for whatever waits
+                self._dispatch(lane)
             self.queue.freed()
 
 
