@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -143,6 +144,25 @@ def test_a_repeated_body_is_shared_and_answers_as_a_fresh_check() -> None:
         assert op.shared_body(b'{"prompt": "p%d"}' % n)[0]["prompt"] == f"p{n}"
     assert op.shared_body(raw)[0] is not first  # pushed out by newer bodies
     assert len(op._shared) <= 256
+
+
+def test_an_endpoint_added_again_checks_a_remembered_body_afresh() -> None:
+    """Bytes accepted under an endpoint's old document are checked against the new one, defaults and all."""
+    spec = Spec.load()
+    raw = b'{"prompt": "hi"}'
+    op = spec.operation("submit", "fal-ai/any-llm")
+    assert op is not None and op.shared_body(raw)[0]["priority"] == "latency"
+    document = next(d for d in spec.documents if d.endpoint_id == "fal-ai/any-llm")
+    schema = json.loads(json.dumps(document.input_schema))
+    schema["properties"]["priority"]["default"] = "throughput"
+    schema["required"] = [*schema.get("required", []), "system_prompt"]
+    spec.add_endpoint(dataclasses.replace(document, input_schema=schema))
+    again = spec.operation("submit", "fal-ai/any-llm")
+    assert again is not None and again is not op
+    _, errors = again.shared_body(raw)
+    assert [e["loc"] for e in errors] == [["body", "system_prompt"]]
+    body, errors = again.shared_body(b'{"prompt": "hi", "system_prompt": "s"}')
+    assert errors == [] and body["priority"] == "throughput"
 
 
 def test_a_document_of_the_users_is_compiled_whole_at_load(tmp_path: Path) -> None:
