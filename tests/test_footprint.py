@@ -129,6 +129,27 @@ async def test_a_completed_record_keeps_its_log_lines_once() -> None:
     assert record.plan.logs == ()
 
 
+@pytest.mark.anyio
+async def test_a_completed_records_log_lines_are_one_object_for_the_collector() -> None:
+    """After a collection a completed record's lines are walked as one object, and read as the lines written."""
+    clock = ManualClock()
+    emulator = Emulator.build(Settings(profile="instant", seed=1), clock=clock)
+    accepted = await emulator.call(Call("submit", "ns", "fal-ai/any-llm", body=b'{"prompt": "Hello"}'))
+    clock.advance(60)
+    record = emulator.store.get("ns", accepted.body["request_id"])
+    assert record is not None and record.started_at is not None
+    gc.collect()
+    gc.collect()  # a tuple is let go once the tuples it holds were let go, in a pass before
+    logs = record.logs
+    held = [item for item in gc.get_referents(logs) if not isinstance(item, type)]
+    assert len(held) == 1 and not gc.is_tracked(held[0])
+    assert not any(gc.is_tracked(line) for line in held[0])
+    lines = list(logs)
+    assert lines[0].message.startswith("Running ") and len(lines) == len(logs) == 3
+    assert all(line.level == "INFO" and line.source == "USER" and line.timestamp == record.started_at for line in lines)
+    assert logs[1:] == lines[1:] and logs[-1] == lines[-1] and logs[-1].message.startswith("Generated ")
+
+
 def test_an_integer_past_64_bits_stays_exact() -> None:
     """A body's 30-digit integer parses as that integer, not as the nearest float."""
     assert parse_json(b'{"n": 123456789012345678901234567890}') == {"n": 123456789012345678901234567890}

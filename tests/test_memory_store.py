@@ -8,7 +8,7 @@ import json
 import pytest
 
 from emulator import Emulator, ManualClock, Settings
-from emulator.core.models import Plan, RequestRecord, State
+from emulator.core.models import Failure, Plan, RequestRecord, State
 from emulator.core.outputs import SplitText, split_tokens
 from emulator.core.service import Call
 from emulator.core.streams import output_events
@@ -156,6 +156,43 @@ def test_the_sharing_table_is_bounded() -> None:
         item = record(str(i), output={"output": f"text {i}"}, plan=Plan((), 0.0, 0.0, {"output": f"text {i}"}))
         compactor.compact(item)
     assert len(compactor._outputs) <= 4 and len(compactor._plans) <= 4
+
+
+def test_one_output_object_is_shared_as_before_and_a_new_one_by_its_value() -> None:
+    """An output object seen before is shared as it was; a new object, even one at a freed object's
+    address, is shared only with an output equal to it."""
+    compactor = Compactor(kept=4)
+    answer = {"output": "same"}
+    first, again = record("a", output=answer), record("b", output=answer)
+    compactor.compact(first)
+    compactor.compact(again)
+    assert first.output is again.output is answer
+    equal = record("c", output={"output": "same"})
+    compactor.compact(equal)
+    assert equal.output is answer
+    for i in range(50):  # short-lived outputs: their addresses are reused by the next ones
+        item = record(str(i), output={"output": f"text {i % 7}"})
+        compactor.compact(item)
+        assert item.output == {"output": f"text {i % 7}"}
+    assert len(compactor._seen) <= 4
+
+
+def test_one_plan_object_is_shared_as_before_and_another_by_what_it_holds() -> None:
+    """Records completed with one finished plan object share one compact plan, holding their output;
+    a plan with the same tokens but another ending gets its own."""
+    compactor = Compactor(kept=4)
+    output = {"output": "one two three", "partial": False, "error": None}
+    plan = Plan(split_tokens("one two three"), 0.0, 0.0, output)
+    kept = [record(str(i), output=output, plan=plan) for i in range(3)]
+    failed = Plan(split_tokens("one two three"), 0.0, 0.0, output, failure=Failure(503, "lost"))
+    kept.append(record("f", output=output, plan=failed))
+    for item in kept:
+        compactor.compact(item)
+    first = kept[0].plan
+    assert first is not None and first.output is output and list(first.tokens) == list(plan.tokens)
+    assert kept[1].plan is first and kept[2].plan is first
+    assert kept[3].plan is not first and kept[3].plan is not None and kept[3].plan.failure == Failure(503, "lost")
+    assert len(compactor._seen_plans) <= 4
 
 
 @pytest.mark.anyio

@@ -60,6 +60,39 @@ def test_instant_profile_completes_on_the_next_tick() -> None:
     assert record.inference_time == 0
 
 
+def test_a_run_that_takes_no_time_is_seen_starting_then_ending() -> None:
+    """An instant run shows each listener IN_PROGRESS (its start's log lines written) and then COMPLETED,
+    within one tick, and stops where it is if a listener holds it when it starts."""
+    scheduler, clock = make(profile="instant")
+    seen: list[tuple[str, State, int]] = []
+    scheduler.on_change.append(lambda record: seen.append((record.id, record.state, len(record.logs))))
+    plain = scheduler.submit(NS, submission("plain"))
+    clock.advance(0)
+    assert [(state, lines) for _, state, lines in seen] == [
+        (State.IN_QUEUE, 0),
+        (State.IN_PROGRESS, 3),
+        (State.COMPLETED, 3),
+    ]
+    assert plain.started_at == plain.completed_at == plain.logs[-1].timestamp == clock.now()
+
+    held_once: list[str] = []
+
+    def hold_on_start(record: RequestRecord) -> None:
+        if record.state is State.IN_PROGRESS and record.id != plain.id and not held_once:
+            held_once.append(record.id)
+            scheduler.hold(record)
+
+    scheduler.on_change.append(hold_on_start)
+    held = scheduler.submit(NS, submission("held"))
+    clock.advance(0)
+    assert state_of(held) is State.IN_PROGRESS and held.paused_at is not None
+    clock.advance(60)
+    assert state_of(held) is State.IN_PROGRESS
+    scheduler.release(held)
+    clock.advance(0)
+    assert state_of(held) is State.COMPLETED and held.failure is None and held.output is not None
+
+
 def test_queue_positions_are_true_under_contention() -> None:
     """With two runners, the first two are being picked up (0) and the rest count up from 0."""
     scheduler, clock = make(runners=2)
@@ -74,6 +107,20 @@ def test_queue_positions_are_true_under_contention() -> None:
     assert scheduler.position(records[3]) == 0
     assert scheduler.position(records[4]) == 1
     assert scheduler.queue_length(NS) == 2
+
+
+def test_every_position_counts_the_requests_ahead_whichever_arrived_last() -> None:
+    """A request's position is how many wait ahead of it (every normal one before a low one), for the
+    latest arrival of each priority as for the ones before it."""
+    scheduler, _ = make(runners=1)
+    records = [scheduler.submit(NS, submission("busy"))]
+    for i, priority in enumerate([Priority.NORMAL, Priority.LOW, Priority.NORMAL, Priority.LOW, Priority.NORMAL]):
+        records.append(scheduler.submit(NS, submission(f"p{i}", priority=priority)))
+        waiting = records[1:]
+        for record in waiting:
+            ahead = [r for r in waiting if (r.priority, r.seq) < (record.priority, record.seq)]
+            assert scheduler.position(record) == len(ahead)
+    assert scheduler.position(records[0]) == 0
 
 
 def test_low_priority_waits_behind_normal() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -122,6 +123,46 @@ def test_parameters_answer_the_same_the_second_time(spec: Spec) -> None:
     for n in range(1000):
         assert op.validate_parameters({"fal_max_queue_length": str(n)}, {})[0] == {"fal_max_queue_length": n}
     assert all(len(param.accepted) <= 64 for param in op.parameters)
+
+
+def test_a_repeated_body_is_shared_and_answers_as_a_fresh_check() -> None:
+    """The same accepted bytes give the same object, equal to what a fresh check gives; a refused body is
+    refused every time; large bodies are not remembered, and the memory is bounded."""
+    op = Spec.load().operation("submit", "fal-ai/any-llm")
+    assert op is not None
+    raw = b'{"prompt": "hi", "max_tokens": 5}'
+    first, errors = op.shared_body(raw)
+    again, _ = op.shared_body(raw)
+    assert errors == [] and again is first and first == op.validate_body(raw)[0]
+    assert op.validate_body(raw)[0] is not first  # the plain check still gives its own object
+    for _ in range(2):
+        _, errors = op.shared_body(b'{"prompt": 1}')
+        assert [e["type"] for e in errors] == ["string_type"]
+    large = json.dumps({"prompt": "x" * 5000}).encode()
+    assert op.shared_body(large)[0] is not op.shared_body(large)[0]
+    for n in range(1000):
+        assert op.shared_body(b'{"prompt": "p%d"}' % n)[0]["prompt"] == f"p{n}"
+    assert op.shared_body(raw)[0] is not first  # pushed out by newer bodies
+    assert len(op._shared) <= 256
+
+
+def test_an_endpoint_added_again_checks_a_remembered_body_afresh() -> None:
+    """Bytes accepted under an endpoint's old document are checked against the new one, defaults and all."""
+    spec = Spec.load()
+    raw = b'{"prompt": "hi"}'
+    op = spec.operation("submit", "fal-ai/any-llm")
+    assert op is not None and op.shared_body(raw)[0]["priority"] == "latency"
+    document = next(d for d in spec.documents if d.endpoint_id == "fal-ai/any-llm")
+    schema = json.loads(json.dumps(document.input_schema))
+    schema["properties"]["priority"]["default"] = "throughput"
+    schema["required"] = [*schema.get("required", []), "system_prompt"]
+    spec.add_endpoint(dataclasses.replace(document, input_schema=schema))
+    again = spec.operation("submit", "fal-ai/any-llm")
+    assert again is not None and again is not op
+    _, errors = again.shared_body(raw)
+    assert [e["loc"] for e in errors] == [["body", "system_prompt"]]
+    body, errors = again.shared_body(b'{"prompt": "hi", "system_prompt": "s"}')
+    assert errors == [] and body["priority"] == "throughput"
 
 
 def test_a_document_of_the_users_is_compiled_whole_at_load(tmp_path: Path) -> None:

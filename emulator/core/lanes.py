@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import bisect
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from emulator.core.clock import TimerHandle
 from emulator.core.models import RequestRecord
 from emulator.core.outputs import Answer
 
-
-def _seq(record: RequestRecord) -> int:
-    return record.seq
+# A record's arrival number: the key each waiting list is sorted by (read in C while bisecting).
+_seq = attrgetter("seq")
 
 
 @dataclass
@@ -82,6 +82,8 @@ class Lane:
         ahead = 0
         for priority, waiting in enumerate(self.waiting):
             if priority == record.priority:
+                if waiting and waiting[-1] is record:  # the latest arrival (a submit's own answer)
+                    return ahead + len(waiting) - 1
                 return ahead + bisect.bisect_left(waiting, record.seq, key=_seq)
             ahead += len(waiting)
         return ahead

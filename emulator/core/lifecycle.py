@@ -55,6 +55,8 @@ def _generated(tokens: int, seconds: str) -> str:
 # and model, and requests repeat their inputs; one plan (and its output object) serves them all.
 _PLANS_KEPT = 1024
 _plans: dict[tuple[Answer, Profile, object], Plan] = {}
+# The plan each recent answer object got, by the answer's id (with the profile and model it was for).
+_last_plans: dict[int, tuple[Answer, Profile, object, Plan]] = {}
 # The finished form of each recent plan (no log lines: a completed record has them), by the plan's id.
 _finished: dict[int, tuple[Plan, Plan]] = {}
 
@@ -67,6 +69,16 @@ def make_plan(answer: Answer, profile: Profile, model: str | None) -> Plan:
     """
     if answer.planner is not None:  # an endpoint with a behaviour of its own lays out its run
         return answer.planner(answer, profile.name)
+    # The same answer object (a generated text's is one per text) finds its plan without hashing it.
+    last = _last_plans.get(id(answer))
+    if (
+        last is not None
+        and last[0] is answer
+        and last[1] is profile
+        and last[2] == model
+        and type(model) is type(last[2])
+    ):
+        return last[3]
     key = (answer, profile, model)
     try:
         plan = _plans.get(key)
@@ -77,6 +89,10 @@ def make_plan(answer: Answer, profile: Profile, model: str | None) -> Plan:
         if len(_plans) >= _PLANS_KEPT:
             del _plans[next(iter(_plans))]  # oldest first
         _plans[key] = plan
+    if len(_last_plans) >= _PLANS_KEPT:
+        _last_plans.clear()
+    # The entry holds the answer itself, so its id cannot be another answer's while it is here.
+    _last_plans[id(answer)] = (answer, profile, model, plan)
     return plan
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 if TYPE_CHECKING:
     from emulator.core.faults import Rule
@@ -28,14 +29,66 @@ class Priority(enum.IntEnum):
     LOW = 1
 
 
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    """One log line as the status endpoint reports it."""
+class LogLine(NamedTuple):
+    """One log line as the status endpoint reports it (immutable: a tuple, the cheapest to build)."""
 
     message: str
     level: str
     timestamp: float
     source: str = "USER"
+
+
+# A kept line as a LogLine: what ``LogLine._make`` does, without its length check (every kept line has four values).
+_as_line = tuple.__new__
+
+
+class LogLines(Sequence[LogLine]):
+    """A record's log lines, read as ``LogLine``s, kept as one tuple of plain tuples.
+
+    The garbage collector stops tracking a tuple of text and floats after its first pass over
+    it, so the lines of a record cost one tracked object, this one, instead of one per line and
+    their list: a full collection walks every record the store keeps (up to 100,000).
+    """
+
+    __slots__ = ("_lines",)
+
+    def __init__(self, lines: Iterable[LogLine] = ()) -> None:
+        # A new record's (the default) costs no generator.
+        self._lines = tuple((line.message, line.level, line.timestamp, line.source) for line in lines) if lines else ()
+
+    def add(self, message: str, level: str, timestamp: float) -> None:
+        """Write one more line (from the run: the source is the user's app)."""
+        self._lines = (*self._lines, (message, level, timestamp, "USER"))
+
+    def clear(self) -> None:
+        self._lines = ()
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    @overload
+    def __getitem__(self, index: int) -> LogLine: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[LogLine]: ...
+
+    def __getitem__(self, index: int | slice) -> LogLine | list[LogLine]:
+        if isinstance(index, slice):
+            return list(map(_as_line, repeat(LogLine), self._lines[index]))
+        return _as_line(LogLine, self._lines[index])
+
+    def __iter__(self) -> Iterator[LogLine]:
+        return map(_as_line, repeat(LogLine), self._lines)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LogLines):
+            return self._lines == other._lines
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # lines are added while a run goes on
+
+    def __repr__(self) -> str:
+        return f"LogLines({list(self)!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +165,7 @@ class RequestRecord:
     state: State = State.IN_QUEUE
     started_at: float | None = None
     completed_at: float | None = None
-    logs: list[LogLine] = field(default_factory=list)
+    logs: LogLines = field(default_factory=LogLines)
     plan: Plan | None = None
     output: JSON | None = None
     failure: Failure | None = None

@@ -59,6 +59,10 @@ class Answer:
 USAGE_PREFIX = "openrouter/router"
 
 
+def _text_or_none(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
 def _with_usage(answer: Answer, endpoint: str, inputs: Mapping[str, Any]) -> Answer:
     if answer.failure is not None or not (endpoint == USAGE_PREFIX or endpoint.startswith(USAGE_PREFIX + "/")):
         return answer
@@ -223,13 +227,14 @@ class Outputs:
     def find(self, endpoint: str, inputs: Mapping[str, Any]) -> Fixture | None:
         """The first fixture that matches the input, if any."""
         get = inputs.get
-        key = (endpoint, get("model"), get("prompt"), get("system_prompt"))
+        model, prompt, system_prompt = get("model"), get("prompt"), get("system_prompt")
+        key = (endpoint, model, prompt, system_prompt)
         fixtures = self.fixtures
         if self._found_in is not fixtures or self._found_count != len(fixtures):  # fixtures reloaded
             self._found.clear()
             self._found_in, self._found_count = fixtures, len(fixtures)
         # A match reads only these fields, and only text (or None) as text: others are not memoised.
-        if all(value is None or type(value) is str for value in key[1:]):
+        if _text_or_none(model) and _text_or_none(prompt) and _text_or_none(system_prompt):
             if key in self._found:
                 return self._found[key]
             found = self._first_match(endpoint, inputs)

@@ -12,7 +12,7 @@ import dataclasses
 import enum
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from emulator.core.clock import Clock
 from emulator.core.faults import LIFECYCLE_KINDS, Fault, Faults
@@ -25,7 +25,6 @@ from emulator.core.models import (
     REMOVED,
     REQUEST_TIMEOUT,
     Failure,
-    LogLine,
     Priority,
     RequestRecord,
     State,
@@ -51,9 +50,9 @@ class TransitionError(ValueError):
     """A control action that does not apply to the request's current state."""
 
 
-@dataclass(frozen=True, slots=True)
-class Submission:
-    """A validated request to run: where it goes and how it should be treated."""
+class Submission(NamedTuple):
+    """A validated request to run: where it goes and how it should be treated (one per call: a tuple,
+    the cheapest immutable record to build)."""
 
     endpoint: str
     input: JSON
@@ -453,12 +452,14 @@ class Scheduler:
         self.store.save(record, self.clock.now())
         for listener in self.on_change:
             listener(record)
-        for future in self._waiters.pop((record.namespace, record.id), ()):
-            if not future.done():
-                future.set_result(True)
+        if self._waiters:  # most changes have nobody waiting on them
+            for future in self._waiters.pop((record.namespace, record.id), ()):
+                if not future.done():
+                    future.set_result(True)
 
     def _dispatch(self, lane: Lane) -> None:
-        while not self.paused and lane.busy < self.capacity:
+        capacity = self.capacity
+        while not self.paused and lane.busy < capacity:
             record = lane.pop_next()
             if record is None:
                 return
@@ -487,8 +488,16 @@ class Scheduler:
         if record.id in lane.hold_on_start:
             lane.hold_on_start.discard(record.id)
             record.paused_at = record.started_at
-        else:
+        elif record.plan.duration > 0:
             self._schedule_run(lane, record)
+        else:
+            # A run that takes no time ends now, as its completion timer would: due at once, after
+            # the start is seen (listeners and waiters get IN_PROGRESS, then COMPLETED), unless a
+            # listener held or ended it meanwhile. No timer, no second turn of the timers.
+            self._touch(record)
+            if record.paused_at is None:
+                self._complete(record)
+            return
         self._touch(record)
 
     def _schedule_run(self, lane: Lane, record: RequestRecord) -> None:
@@ -505,12 +514,15 @@ class Scheduler:
     def _apply_logs(self, lane: Lane, record: RequestRecord, upto: float) -> bool:
         plan = record.plan
         assert plan is not None and record.started_at is not None
+        logs = plan.logs
         applied = start = lane.logs_applied.get(record.id, 0)
-        while applied < len(plan.logs) and plan.logs[applied][0] <= upto:
-            offset, level, message = plan.logs[applied]
+        if applied == len(logs):
+            return False
+        started = record.started_at
+        while applied < len(logs) and logs[applied][0] <= upto:
+            offset, level, message = logs[applied]
             # A line due at the start shares the start's float: a completed record keeps its lines.
-            timestamp = record.started_at + offset if offset else record.started_at
-            record.logs.append(LogLine(message, level, timestamp))
+            record.logs.add(message, level, started + offset if offset else started)
             applied += 1
         lane.logs_applied[record.id] = applied
         return applied > start
@@ -574,13 +586,11 @@ class Scheduler:
         record.retries_left -= 1
         previous = record.gateway_request_id or record.id
         record.gateway_request_id = self.ids.new()
-        record.logs.append(
-            LogLine(
-                f"{failure.message}; the queue runs the request again on a new runner "
-                f"(gateway request {record.gateway_request_id}, after {previous})",
-                "WARN",
-                now,
-            )
+        record.logs.add(
+            f"{failure.message}; the queue runs the request again on a new runner "
+            f"(gateway request {record.gateway_request_id}, after {previous})",
+            "WARN",
+            now,
         )
         record.state = State.IN_QUEUE
         record.started_at = record.plan = record.paused_at = None
@@ -599,7 +609,8 @@ class Scheduler:
         lane = self._lanes.get(record.namespace)
         freed = False
         if lane is not None:
-            lane.remove_waiting(record)
+            if record.state is State.IN_QUEUE:  # only a queued request can be waiting
+                lane.remove_waiting(record)
             freed = lane.drop(record)
             lane.held.discard(record.id)
             lane.hold_on_start.discard(record.id)
@@ -615,7 +626,8 @@ class Scheduler:
         for listener in self.on_complete:
             listener(record)
         if lane is not None and freed:
-            self._dispatch(lane)
+            if lane.queued():  # a runner came free for whatever waits
+                self._dispatch(lane)
             self.queue.freed()
 
 

@@ -478,11 +478,12 @@ class Emulator:
         """Parameters and body of a submit or run, checked against the document.
 
         Bad parameters, or a body that is no JSON object, answer 422 at once; the body's schema
-        errors are returned, for the caller to refuse now or when the request runs.
+        errors are returned, for the caller to refuse now or when the request runs. An accepted body
+        may be shared with earlier requests that sent the same bytes: a request's input is read only.
         """
         operation = self._operation(call.action, call.endpoint)
         params, errors = operation.validate_parameters(call.query, call.headers)
-        body, body_errors = operation.validate_body(call.body)
+        body, body_errors = operation.shared_body(call.body)
         if errors or any(_whole_body(error) for error in body_errors):
             raise validation_problem(errors + body_errors)
         return params, body, body_errors

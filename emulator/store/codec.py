@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from emulator.core.models import JSON, Failure, LogLine, Plan, Priority, RequestRecord, State
+from emulator.core.models import JSON, Failure, LogLine, LogLines, Plan, Priority, RequestRecord, State
 
 
 def _failure_json(failure: Failure | None) -> JSON | None:
@@ -95,7 +95,7 @@ def decode(text: str | bytes) -> RequestRecord:
         state=State(data["state"]),
         started_at=data["started_at"],
         completed_at=data["completed_at"],
-        logs=[LogLine(message, level, timestamp, source) for message, level, timestamp, source in data["logs"]],
+        logs=LogLines(LogLine(message, level, timestamp, source) for message, level, timestamp, source in data["logs"]),
         plan=_plan(data["plan"]),
         output=data["output"],
         failure=_failure(data["failure"]),

@@ -33,7 +33,12 @@ class Compactor:
     def __init__(self, kept: int = KEPT) -> None:
         self.kept = kept
         self._outputs: dict[Hashable, JSON] = {}
+        # The outputs last seen, by identity, with what each was shared as: an answer's output is
+        # one object for every request that gets it, and need not be walked again for each.
+        self._seen: dict[int, tuple[JSON, JSON]] = {}
         self._plans: dict[tuple[Any, ...], Plan] = {}
+        # Likewise the finished plans last seen, by identity, with the output each went with and its shared plan.
+        self._seen_plans: dict[int, tuple[Plan, JSON, Plan]] = {}
 
     def compact(self, record: RequestRecord) -> None:
         original = record.output
@@ -47,6 +52,18 @@ class Compactor:
             record.plan = self._plan(plan, output)
 
     def _output(self, output: JSON) -> JSON:
+        seen = self._seen.get(id(output))
+        # The entry holds the output itself, so its id cannot be another object's while it is here.
+        if seen is not None and seen[0] is output:
+            return seen[1]
+        shared = self._equal(output)
+        if len(self._seen) >= self.kept:
+            self._seen.clear()
+        self._seen[id(output)] = (output, shared)
+        return shared
+
+    def _equal(self, output: JSON) -> JSON:
+        """The output kept before that is equal to this one, or this one (now kept)."""
         try:
             key = _frozen(output, [MAX_VALUES])
         except _TooBig:
@@ -59,6 +76,18 @@ class Compactor:
         return shared
 
     def _plan(self, plan: Plan, output: JSON) -> Plan:
+        seen = self._seen_plans.get(id(plan))
+        # The entry holds the plan and the output, so neither id can be another object's meanwhile.
+        if seen is not None and seen[0] is plan and seen[1] is output:
+            return seen[2]
+        shared = self._equal_plan(plan, output)
+        if len(self._seen_plans) >= self.kept:
+            self._seen_plans.clear()
+        self._seen_plans[id(plan)] = (plan, output, shared)
+        return shared
+
+    def _equal_plan(self, plan: Plan, output: JSON) -> Plan:
+        """The plan kept before that is this one with ``output``, or this one with it (now kept)."""
         tokens: Any = plan.tokens
         text = output.get("output")
         # Tokens that are the split of the output's text are kept as that text (split when read).
