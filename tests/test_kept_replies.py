@@ -12,7 +12,7 @@ import pytest
 
 from emulator import Emulator, ManualClock, Settings, create_app
 from emulator.core.faults import Rule
-from emulator.core.models import Failure, LogLine
+from emulator.core.models import Failure
 from emulator.core.service import KEPT_LOG_LINES, Call, Kept, Reply
 from emulator.core.spec import Operation, Parameter
 from emulator.http.common import RENDERED_KEPT_BYTES
@@ -204,7 +204,8 @@ async def test_large_answers_are_answered_afresh(core: Emulator, clock: ManualCl
     request_id = await completed(http, clock)
     record = core.store.get("test-key", request_id)
     assert record is not None
-    record.logs.extend(LogLine(f"line {n}", "INFO", clock.now()) for n in range(KEPT_LOG_LINES + 1))
+    for n in range(KEPT_LOG_LINES + 1):
+        record.logs.add(f"line {n}", "INFO", clock.now())
     record.output = {**(record.output or {}), "output": "x" * RENDERED_KEPT_BYTES}
     record.version += 1
     root = f"/{ENDPOINT}/requests/{request_id}"
