@@ -418,7 +418,8 @@ def throughput(args: argparse.Namespace, wrk: str, tmp: str) -> list[Result]:
 
 def knows_loop_option(args: argparse.Namespace) -> bool:
     """Whether the emulator measured has ``serve --loop`` (an earlier tree measured with --emulator-path may not)."""
-    command = [sys.executable, "-m", "emulator", "serve", "--help"]
+    # The console script, as the servers run: ``python -m`` would import the package in the working directory first.
+    command = [str(Path(sys.executable).parent / "any-llm-emulator"), "serve", "--help"]
     out = subprocess.run(command, capture_output=True, text=True, check=False, env=emulator_env(args))
     return "--loop" in out.stdout
 
