@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from emulator.core.clock import ManualClock, SystemClock
+from emulator.core.clock import ManualClock, SystemClock, TurnBatch
 
 pytestmark = pytest.mark.anyio
 
@@ -153,3 +153,31 @@ async def test_system_clock_skips_a_cancelled_due_timer_and_survives_a_failing_o
         loop.set_exception_handler(None)
     assert seen == ["a", "b"]
     assert [str(exc) for exc in reported] == ["boom"]
+
+
+async def test_a_turn_batch_hands_over_what_one_turn_gathered_in_one_callback() -> None:
+    """Items added in one turn reach the handler together on the next; what the handler adds waits a turn more."""
+    handed: list[list[str]] = []
+
+    def handle(batch: list[str]) -> None:
+        handed.append(list(batch))
+        if batch == ["a", "b"]:
+            batches.add("c")  # added while handing over: the next turn's batch
+
+    batches: TurnBatch[str] = TurnBatch(handle)
+    loop = asyncio.get_running_loop()
+    ready = len(loop._ready)  # type: ignore[attr-defined]  # asyncio's callbacks for the next turn
+    batches.add("a")
+    batches.add("b")
+    assert len(loop._ready) == ready + 1  # type: ignore[attr-defined]
+    assert handed == []
+    await asyncio.sleep(0)
+    assert handed == [["a", "b"]]
+    await asyncio.sleep(0)
+    assert handed == [["a", "b"], ["c"]]
+    batches.add("d")
+    taken = batches.take()
+    assert taken == ["d"] and batches.take() is None
+    taken.clear()  # the taker dealt with it: its own callback hands over nothing
+    await asyncio.sleep(0)
+    assert handed == [["a", "b"], ["c"], []]

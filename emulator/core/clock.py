@@ -12,7 +12,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 # One advance moves time on by at most ten years, and never past the year 3000: beyond that,
 # timestamps no longer fit the formats the API writes (ISO dates end at the year 9999).
@@ -86,6 +86,45 @@ class _SystemTimer:
             self.callback()
 
 
+T = TypeVar("T")
+
+
+class TurnBatch(Generic[T]):
+    """What is gathered during one turn of the running loop, handed over by one callback on its next turn.
+
+    Under load many calls in one turn each want something done on the next (a timer already
+    due, a response head to flush): one callback for all of them costs the loop less than one
+    each. ``take`` hands over the batch gathered so far at once (its own callback then gets it
+    again, emptied by whoever took it, or not, as the taker chooses).
+    """
+
+    __slots__ = ("_batch", "_handle", "_loop")
+
+    def __init__(self, handle: Callable[[list[T]], None]) -> None:
+        self._handle = handle
+        self._batch: list[T] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, item: T) -> None:
+        loop = asyncio.get_running_loop()
+        batch = self._batch
+        if batch is None or self._loop is not loop:
+            batch = self._batch = []
+            self._loop = loop
+            loop.call_soon(self._next_turn, batch)
+        batch.append(item)
+
+    def take(self) -> list[T] | None:
+        """The batch gathered since the last hand-over (None if nothing was); what is added next starts a new one."""
+        batch, self._batch = self._batch, None
+        return batch
+
+    def _next_turn(self, batch: list[T]) -> None:
+        if self._batch is batch:
+            self._batch = None  # what the handler adds starts a new batch
+        self._handle(batch)
+
+
 class SystemClock:
     """Wall-clock time, which ``advance`` can also jump forward (firing what falls due)."""
 
@@ -96,10 +135,8 @@ class SystemClock:
         self._timers: list[tuple[float, int, _SystemTimer]] = []
         self._seq = itertools.count()
         # Timers already due when set, fired in order by one callback on the loop's next turn:
-        # under load every request sets some (the instant profile's start and completion), and
-        # one callback for all of them costs the loop less than one each.
-        self._due: list[_SystemTimer] | None = None
-        self._due_loop: asyncio.AbstractEventLoop | None = None
+        # under load every request sets some (an instant run's start).
+        self._due: TurnBatch[_SystemTimer] = TurnBatch(self._fire_due)
 
     def now(self) -> float:
         return time.time() + self._offset
@@ -109,12 +146,7 @@ class SystemClock:
         timer = _SystemTimer(when, callback)
         delay = when - self.now()
         if delay <= 0:
-            due = self._due
-            if due is None or self._due_loop is not loop:
-                due = self._due = []
-                self._due_loop = loop
-                loop.call_soon(self._fire_due, due)
-            due.append(timer)
+            self._due.add(timer)
             return timer
         timer.handle = loop.call_later(delay, timer.fire)
         heapq.heappush(self._timers, (when, next(self._seq), timer))
@@ -132,8 +164,6 @@ class SystemClock:
         chain of timers that keep setting more cannot hold the loop: the rest go to the next turn.
         """
         for _ in range(_DUE_ROUNDS):
-            if self._due is due:
-                self._due = None  # what these timers set starts a new batch
             for timer in due:
                 try:
                     timer.fire()
@@ -142,7 +172,7 @@ class SystemClock:
                         {"message": "Exception in a timer callback", "exception": exc}
                     )
             due.clear()  # a batch taken over below is fired here; its own callback finds it empty
-            later = self._due
+            later = self._due.take()
             if later is None:
                 return
             due = later

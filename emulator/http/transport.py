@@ -31,6 +31,8 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from emulator.core.clock import TurnBatch
+
 DEFAULT_HEAD_LIMIT = 64 * 1024
 _TOO_LARGE = b"Request header fields too large"
 
@@ -75,30 +77,13 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
-class _HeldHeads:
-    """The transports holding a head in this turn of the loop, flushed by one callback on the next."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._batch: list[_CoalescingTransport] | None = None
-
-    def add(self, transport: _CoalescingTransport) -> None:
-        loop = asyncio.get_running_loop()
-        batch = self._batch
-        if batch is None or self._loop is not loop:
-            batch = self._batch = []
-            self._loop = loop
-            loop.call_soon(self._flush, batch)
-        batch.append(transport)
-
-    def _flush(self, batch: list[_CoalescingTransport]) -> None:
-        if self._batch is batch:
-            self._batch = None
-        for transport in batch:
-            transport._flush()  # nothing to do for one whose body followed
+def _flush_held(batch: list[_CoalescingTransport]) -> None:
+    for transport in batch:
+        transport._flush()  # nothing to do for one whose body followed
 
 
-_HELD = _HeldHeads()
+# The transports holding a head in this turn of the loop, flushed by one callback on the next.
+_HELD: TurnBatch[_CoalescingTransport] = TurnBatch(_flush_held)
 
 
 class KeepAliveTimer:
