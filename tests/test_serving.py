@@ -17,9 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator.config import Settings
+from emulator.config import Settings, SettingsError
 from emulator.http.draining import Draining
-from emulator.runtime.serving import IDLE_COLLECTION_AFTER, IdleCollector, check_data_dir, exposure_warning
+from emulator.runtime.serving import (
+    IDLE_COLLECTION_AFTER,
+    IdleCollector,
+    check_data_dir,
+    exposure_warning,
+    loop_factory,
+)
 from emulator.runtime.testing import stop_process, wait_ready
 from tests.conftest import AUTH
 from tests.processes import ROOT, emulator_process
@@ -339,3 +345,11 @@ async def _no_receive() -> Any:
 
 async def _no_send(message: Any) -> None:
     raise AssertionError("not sent")
+
+
+def test_asking_for_uvloop_without_it_is_a_clear_settings_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--loop uvloop where uvloop cannot be imported stops the start with what to install."""
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    with pytest.raises(SettingsError, match="pip install uvloop"):
+        loop_factory("uvloop")
+    assert loop_factory("asyncio") is None
