@@ -69,10 +69,15 @@ class Case:
 
 
 def scope_for(case: Case) -> dict[str, Any]:
-    """The scope uvicorn builds for an HTTP/1.1 call on loopback."""
+    """The scope of one case's call, with the headers an HTTP client sends."""
     headers = list(CLIENT_HEADERS)
     if case.body:
         headers += JSON_HEADERS
+    return http_scope(case.method, case.path, headers, case.query)
+
+
+def http_scope(method: str, path: str, headers: list[tuple[bytes, bytes]], query: bytes = b"") -> dict[str, Any]:
+    """The scope uvicorn builds for an HTTP/1.1 call on loopback."""
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -80,11 +85,11 @@ def scope_for(case: Case) -> dict[str, Any]:
         "server": ("127.0.0.1", 8000),
         "client": ("127.0.0.1", 50000),
         "scheme": "http",
-        "method": case.method,
+        "method": method,
         "root_path": "",
-        "path": case.path,
-        "raw_path": case.path.encode(),
-        "query_string": case.query,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
         "headers": headers,
         "state": {},
     }

@@ -32,6 +32,7 @@ if "--emulator-path" in sys.argv:
     _CHECKOUT = Path(sys.argv[sys.argv.index("--emulator-path") + 1]).resolve()
 sys.path.insert(0, str(_CHECKOUT))
 
+from cpu import http_scope  # noqa: E402  # bench/cpu.py, beside this script
 from starlette.types import ASGIApp, Message  # noqa: E402
 
 from emulator.config import Settings  # noqa: E402
@@ -46,24 +47,11 @@ ASGI = ASGIApp
 
 
 def scope(method: str, path: str, body: bytes = b"") -> dict[str, Any]:
+    """The scope of a call with the headers wrk sends."""
     headers = [(b"host", HOST), (b"user-agent", b"wrk"), (b"authorization", AUTH)]
     if body:
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 50000),
-        "scheme": "http",
-        "method": method,
-        "root_path": "",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": headers,
-        "state": {},
-    }
+    return http_scope(method, path, headers)
 
 
 async def call(app: ASGI, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:

@@ -299,11 +299,8 @@ class Runner:
 def loop_factory(name: str = "asyncio") -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The event loop ``serve`` runs on: asyncio's own (None), or uvloop's when asked for.
 
-    asyncio's loop is the default. Under full load (64 connections each submitting as fast as
-    answered) uvloop's served as many calls a second but left about 2% of them waiting
-    100-300 ms, while its loop never paused more than 25 ms: a p99 of 100-170 ms against
-    13 ms on asyncio's loop, for the same app and the same throughput (a bare Starlette route
-    doing the same work shows the same). Polls of one request are 3-6% faster on uvloop.
+    asyncio's loop is the default: under full load uvloop leaves a few calls waiting far longer
+    than the rest (docs/performance.md has the measurements).
     """
     if name != "uvloop":
         return None
@@ -352,8 +349,8 @@ def serve_forever(settings: Settings) -> None:
 
 
 # CPython's own full collections only after this many younger ones (its default is 10). Each full
-# pass walks every record the store keeps (about five tracked objects each, so 500,000 at the
-# default cap) and paused the loop for 100-200 ms while a submit load filled the store. The
+# pass walks every record the store keeps (about two tracked objects each, so 200,000 at the
+# default cap: about 60 ms; it was 100-200 ms with five each) and pauses every call meanwhile. The
 # server collects in full itself when idle (``IdleCollector``); this bound is for a load that never
 # lets up (about every 100 s under a full submit load). gen0 and gen1 passes stay as frequent as
 # CPython makes them, so short-lived cycles go as soon as before.
