@@ -124,8 +124,26 @@ class Memory:
     note: str
 
 
+# What the bare POST route answers: the shape and size of the emulator's answer to a submit.
+BARE_REQUEST_ID = "019aa000-0000-7000-8000-000000000000"
+_BARE_URL = f"http://{HOST}:8000{ENDPOINT}/requests/{BARE_REQUEST_ID}"
+BARE_SUBMIT_ANSWER = {
+    "status": "IN_QUEUE",
+    "request_id": BARE_REQUEST_ID,
+    "response_url": _BARE_URL,
+    "status_url": f"{_BARE_URL}/status",
+    "cancel_url": f"{_BARE_URL}/cancel",
+    "logs": None,
+    "metrics": {},
+    "queue_position": 0,
+}
+
+
 def serve_bare(port: int, protocol: str = "auto") -> None:
-    """The ceiling: one JSON route on uvicorn; with ``one-write``, on the emulator's own protocol."""
+    """The ceiling: one JSON route on uvicorn (GET); with ``one-write``, on the emulator's own protocol.
+
+    Its POST is a do-nothing submit, for reference: what an HTTP POST alone costs this server.
+    """
     import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -135,7 +153,12 @@ def serve_bare(port: int, protocol: str = "auto") -> None:
     async def hello(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    app = Starlette(routes=[Route("/", hello, methods=["GET"])])
+    async def accept(request: Request) -> JSONResponse:
+        # A do-nothing submit: reads the JSON body, answers a body of a submit's size and one more header.
+        await request.json()
+        return JSONResponse(BARE_SUBMIT_ANSWER, headers={"x-fal-request-id": BARE_REQUEST_ID})
+
+    app = Starlette(routes=[Route("/", hello, methods=["GET"]), Route("/", accept, methods=["POST"])])
     http: Any = protocol
     if protocol == "one-write":
         try:
@@ -387,6 +410,8 @@ def throughput(args: argparse.Namespace, wrk: str, tmp: str) -> list[Result]:
     # emulator's one-write protocol shows how much of the emulator's speed comes from the server.
     results.append(bare(wrk, args, "bare route", "auto"))
     results.append(bare(wrk, args, "bare 1-write", "one-write"))
+    # Not a ceiling, a reference: the same server reading a submit's body and answering like one.
+    results.append(bare(wrk, args, "bare POST", "auto", str(post)))
     for store in args.store:
         port = free_port()
         stats = Path(tmp, f"probe-{store.split(':')[0]}.jsonl")
@@ -436,10 +461,10 @@ def submit_on_uvloop(wrk: str, args: argparse.Namespace, post: str, tmp: str) ->
         )
 
 
-def bare(wrk: str, args: argparse.Namespace, name: str, protocol: str) -> Result:
+def bare(wrk: str, args: argparse.Namespace, name: str, protocol: str, post: str | None = None) -> Result:
     port = free_port()
     with server([sys.executable, __file__, "--serve-bare", str(port), "--bare-http", protocol], port, "/") as proc:
-        return measure(wrk, args, name, "-", proc.pid, f"http://{HOST}:{port}/", None)
+        return measure(wrk, args, name, "-", proc.pid, f"http://{HOST}:{port}/", post)
 
 
 def aimock_ready(args: argparse.Namespace) -> bool:
@@ -656,6 +681,7 @@ def report(found: Findings, args: argparse.Namespace) -> bool:
         valid = valid and (r.non_2xx == 0 or r.expects_non_2xx) and r.socket_errors == 0
     # Peak RSS is per server process (VmHWM), so one store's rows share one growing high-water mark.
     print("(ratio: to the better of the two stock bare-route runs; bare 1-write: that route on our protocol)")
+    print("(bare POST: the stock bare server reading the submit's body and answering a submit-sized body)")
     print("(lifecycle req/s = completed submit->result lifecycles/s; its non-2xx are 'still in progress' polls)")
     print("(image result: the result of a fal-ai/flux/schnell request, loaded with --endpoints: a PNG file object)")
     if any(r.target == "uvloop submit" for r in results):
@@ -713,6 +739,10 @@ def verdicts(found: Findings) -> list[str]:
         if name in rows and top:
             ratio = rows[name].rps / top
             lines.append(f"{verdict(ratio >= goal)} {name} {ratio:.2f}x the bare route (target >= {goal}x)")
+    bare_post = next((r for r in results if r.target == "bare POST"), None)
+    if "submit" in rows and bare_post is not None and bare_post.rps:
+        ratio = rows["submit"].rps / bare_post.rps
+        lines.append(f"---- submit {ratio:.2f}x the bare POST route (for reference: this server's do-nothing submit)")
     if "submit" in rows:
         p99 = rows["submit"].p99_ms
         lines.append(f"{verdict(p99 <= SUBMIT_P99_MS)} submit p99 {p99:.1f} ms (target <= {SUBMIT_P99_MS:.0f} ms)")

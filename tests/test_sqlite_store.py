@@ -307,3 +307,34 @@ def test_an_operation_sqlite_refuses_fails_alone_and_the_writer_goes_on(tmp_path
     assert "refused on purpose" in bad
     rows = sqlite3.connect(path).execute("SELECT id FROM requests ORDER BY seq").fetchall()
     assert rows == [("good",), ("later",)]
+
+
+def test_seeded_ids_after_a_restart_never_repeat_a_kept_request(tmp_path: Path) -> None:
+    """A chat completion takes a second seeded id: after a restart, no kept request's id is handed out again."""
+    path = tmp_path / "emulator.db"
+    settings = Settings(store=f"sqlite://{path}", profile="realistic", runners=1, data_dir=tmp_path, seed=7)
+    chat = Submission(
+        "openrouter/router/openai/v1/chat/completions",
+        {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+    )
+
+    async def first_run() -> list[str]:
+        emulator = Emulator.build(settings, clock=ManualClock())
+        await emulator.start()
+        ids = [emulator.scheduler.submit("ns", chat).id, emulator.scheduler.submit("ns", submission("kept")).id]
+        await emulator.stop()
+        return ids
+
+    async def second_run() -> tuple[str, str | None]:
+        emulator = Emulator.build(settings, clock=ManualClock())
+        await emulator.start()
+        later = emulator.scheduler.submit("ns", submission("later")).id
+        kept = emulator.store.get("ns", kept_id)
+        await emulator.stop()
+        return later, None if kept is None else kept.input.get("prompt")
+
+    first_ids = asyncio.run(first_run())
+    kept_id = first_ids[1]
+    later, kept_prompt = asyncio.run(second_run())
+    assert later not in first_ids
+    assert kept_prompt == "kept"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 from emulator.core.clock import Clock
 
@@ -19,8 +20,17 @@ class IdFactory:
         self._seeded = seed is not None
         self._rng = random.Random(seed)
         self._count = 0
+        # Ids an earlier run of a seeded sequence handed out that this one must not hand out again.
+        self._taken: set[str] = set()
 
     def new(self) -> str:
+        made = self._make()
+        while self._taken and made in self._taken:
+            self._taken.discard(made)  # the sequence has passed it: it cannot come up again
+            made = self._make()
+        return made
+
+    def _make(self) -> str:
         if self._seeded:
             millis = _SEEDED_EPOCH_MS + self._count
         else:
@@ -36,8 +46,16 @@ class IdFactory:
         h = f"{value:032x}"
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
-    def skip(self, count: int) -> None:
-        """Move a seeded sequence past ``count`` ids an earlier run already handed out."""
+    def skip(self, count: int, taken: Iterable[str] = ()) -> None:
+        """Carry a seeded sequence on after an earlier run of it: past ``count`` ids it surely handed out,
+        and never to one of ``taken`` (the ids its kept requests hold).
+
+        The earlier run may have taken more ids than it kept requests (a chat completion's own id, a
+        retry's gateway id), so the ids after the first ``count`` can be a kept request's: those are
+        passed over as the sequence reaches them, and the sequence stays the same from one restart to
+        the next.
+        """
         if self._seeded:
             for _ in range(count):
-                self.new()
+                self._make()
+            self._taken.update(taken)

@@ -218,7 +218,8 @@ class Scheduler:
         latest = max((r.seq for r in records), default=0)
         # Carry on the numbering, so new requests queue behind restored ones and seeded ids do not repeat.
         if latest > self._seq:
-            self.ids.skip(latest - self._seq)
+            taken = [r.id for r in records] + [r.gateway_request_id for r in records if r.gateway_request_id]
+            self.ids.skip(latest - self._seq, taken)
             self._seq = latest
         # Records a lane already holds are live in this process (an app restarted on the same core).
         live = {(name, r.id) for name, lane in self._lanes.items() for r in lane.all()}
