@@ -234,6 +234,79 @@ async def test_the_responses_api_answers_with_output_text(llm: openai.AsyncOpenA
     assert response.usage is not None and response.usage.total_tokens > 0
 
 
+async def test_a_streamed_response_is_the_whole_response_event_by_event(llm: openai.AsyncOpenAI) -> None:
+    """``responses.create(stream=True)``: created first, a text delta per token that join to the whole
+    answer's text, numbered in order, and ``response.completed`` carrying the response unstreamed."""
+    whole = await llm.responses.create(model="openai/gpt-4o", input=MEANING)
+    stream = await llm.responses.create(model="openai/gpt-4o", input=MEANING, stream=True)
+    events = [event async for event in stream]
+    kinds = [event.type for event in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    deltas = [event.delta for event in events if event.type == "response.output_text.delta"]
+    assert len(deltas) > 3 and "".join(deltas) == whole.output_text
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    created, completed = events[0], events[-1]
+    assert created.type == "response.created" and created.response.status == "in_progress"
+    assert completed.type == "response.completed" and completed.response.status == "completed"
+    assert completed.response.output_text == whole.output_text
+    assert completed.response.id == created.response.id != whole.id  # a call of its own
+
+
+async def test_the_stream_helper_builds_the_final_response(llm: openai.AsyncOpenAI) -> None:
+    """``responses.stream()`` accumulates the events into the response the call answers unstreamed."""
+    whole = await llm.responses.create(model="openai/gpt-4o", input=MEANING, instructions="Be kind.")
+    async with llm.responses.stream(model="openai/gpt-4o", input=MEANING, instructions="Be kind.") as stream:
+        texts = [event.delta async for event in stream if event.type == "response.output_text.delta"]
+        final = await stream.get_final_response()
+    assert "".join(texts) == final.output_text == whole.output_text
+    assert final.usage is not None and whole.usage is not None
+    assert final.usage.total_tokens == whole.usage.total_tokens
+
+
+async def test_a_streamed_response_that_fails_before_its_text_answers_openai_error(llm: openai.AsyncOpenAI) -> None:
+    """A fixture's fault fails the streamed call before any event, in OpenAI's shape, as unstreamed."""
+    failing = llm.with_options(max_retries=0)
+    with pytest.raises(openai.InternalServerError) as caught:
+        await failing.responses.create(model="a/b", input="[overloaded]", stream=True)
+    assert caught.value.status_code == 503
+
+
+async def test_a_runner_lost_mid_response_ends_the_stream_with_response_failed(clock: ManualClock) -> None:
+    """A lost runner streams part of the text, then ``response.failed`` with the failure's message; no completion."""
+    core = Emulator.build(Settings(profile="realistic", seed=5), clock=clock)  # a run that takes time
+    transport = DrivenTransport(create_app(emulator=core), clock)
+    async with httpx.AsyncClient(transport=transport, base_url="http://emulator.test") as http:
+        llm = openai.AsyncOpenAI(
+            api_key="unused",
+            base_url=f"http://emulator.test{BASE}",
+            default_headers=AUTH,
+            http_client=_sdk_http(http),
+            max_retries=0,
+        )
+        whole = await llm.responses.create(model="openai/gpt-4o", input=MEANING)
+        fault = {"kind": "complete_with_error", "error_type": "runner_disconnected"}
+        assert (await http.post("/_emulator/next", json={"actions": ["openai"], "fault": fault})).status_code == 201
+        stream = await llm.responses.create(model="openai/gpt-4o", input=MEANING, stream=True)
+        events = [event async for event in stream]
+    deltas = "".join(event.delta for event in events if event.type == "response.output_text.delta")
+    assert 0 < len(deltas) < len(whole.output_text) and whole.output_text.startswith(deltas)
+    last = events[-1]
+    assert last.type == "response.failed" and last.response.status == "failed"
+    assert last.response.error is not None and last.response.error.message == "Runner disconnected"
+    assert not any(event.type == "response.completed" for event in events)
+
+
 async def test_an_injected_429_is_retried_by_the_client(http: httpx.AsyncClient, llm: openai.AsyncOpenAI) -> None:
     """One 429 with Retry-After 0 is retried by the SDK, which then gets its answer."""
     rule = {"count": 1, "actions": ["openai"], "fault": {"kind": "http_error", "status": 429, "retry_after": 0}}
@@ -342,6 +415,17 @@ def test_the_sync_client_streams_over_a_socket(served: str) -> None:
     stream = llm.chat.completions.create(model="openai/gpt-4o", messages=messages, stream=True)
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text == whole.choices[0].message.content
+
+
+@pytest.mark.socket
+def test_the_sync_client_streams_a_response_over_a_socket(served: str) -> None:
+    """Over a real socket, ``responses.stream()`` gets the text as deltas and the same final response."""
+    llm = openai.OpenAI(api_key="unused", base_url=f"{served}{BASE}", default_headers=AUTH)
+    whole = llm.responses.create(model="openai/gpt-4o", input=MEANING)
+    with llm.responses.stream(model="openai/gpt-4o", input=MEANING) as stream:
+        text = "".join(event.delta for event in stream if event.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    assert text == final.output_text == whole.output_text
 
 
 @pytest.mark.socket

@@ -127,39 +127,41 @@ class OpenAIDialect:
             return found
         ident = self.ids.new()
         counted = usage(request.model, request.prompt_text, found.text)
-        body = {
-            "id": "resp_" + ident,
-            "object": "response",
-            "created_at": int(self.clock.now()),
-            "status": "completed",
-            "model": request.model,
-            "instructions": instructions,
-            "output": [
-                {
-                    "type": "message",
-                    "id": "msg_" + ident,
-                    "status": "completed",
-                    "role": "assistant",
-                    "content": [{"type": "output_text", "text": found.text, "annotations": []}],
-                }
-            ],
-            "output_text": found.text,
-            "usage": {
-                "input_tokens": counted["prompt_tokens"],
-                "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens": counted["completion_tokens"],
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": counted["total_tokens"],
-                "cost": counted["cost"],
-            },
-            "error": None,
-            "incomplete_details": None,
-            "parallel_tool_calls": True,
-            "tool_choice": "auto",
-            "tools": [],
-            "metadata": {},
+        body = response_object(ident, int(self.clock.now()), request.model, instructions, found.text)
+        body["usage"] = {
+            "input_tokens": counted["prompt_tokens"],
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": counted["completion_tokens"],
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": counted["total_tokens"],
+            "cost": counted["cost"],
         }
         return dataclasses.replace(found, reasoning=None, data=body, usage=None)
+
+
+def response_object(ident: str, created_at: int, model: Any, instructions: Any, text: str) -> JSON:
+    """A completed ``response`` as ``/responses`` answers it, with ``text`` as its one message (its
+    ``usage`` is for the caller to fill in)."""
+    content = [{"type": "output_text", "text": text, "annotations": []}]
+    return {
+        "id": "resp_" + ident,
+        "object": "response",
+        "created_at": created_at,
+        "status": "completed",
+        "model": model,
+        "instructions": instructions,
+        "output": [
+            {"type": "message", "id": "msg_" + ident, "status": "completed", "role": "assistant", "content": content}
+        ],
+        "output_text": text,
+        "usage": None,
+        "error": None,
+        "incomplete_details": None,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "metadata": {},
+    }
 
 
 def parse_responses(data: JSON) -> tuple[ChatRequest, str | None]:
@@ -178,14 +180,12 @@ def parse_responses(data: JSON) -> tuple[ChatRequest, str | None]:
     instructions = data.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         errors.append(invalid_item(["instructions"], "Input should be a valid string", "string_type", instructions))
-    if data.get("stream"):
-        errors.append(
-            invalid_item(["stream"], "This emulator answers /responses without streaming", "value_error", True)
-        )
     max_tokens = positive_int(data, "max_output_tokens", errors)
     if errors:
         raise Problem(422, {"detail": errors})
     chat: JSON = {"model": model, "messages": messages}
+    if "stream" in data:  # checked as chat's is
+        chat["stream"] = data["stream"]
     if isinstance(instructions, str):
         chat["messages"] = [{"role": "system", "content": instructions}, *messages]
     if max_tokens is not None:

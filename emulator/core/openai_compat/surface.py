@@ -4,18 +4,19 @@ Each call is a request, started as the run surface starts its runs (``Emulator.s
 has a request id (``x-fal-request-id``), a record the dashboard, the control API and the journal
 show, and its answer is the record's output, made by ``answers.OpenAIDialect``. What is this
 surface's own is its shapes: fault rules with the ``openai`` action, failures in OpenAI's
-``{"error": {...}}`` shape, and streams of ``chat.completion.chunk`` events.
+``{"error": {...}}`` shape, and streams: ``chat.completion.chunk`` events, or response events.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from emulator.core.faults import HTTP_KINDS, Fault, Rule
 from emulator.core.models import JSON, RequestRecord, State
-from emulator.core.openai_compat.answers import parse_embeddings, parse_responses
+from emulator.core.openai_compat.answers import parse_embeddings, parse_responses, response_object
 from emulator.core.openai_compat.requests import (
     CHAT,
     EMBEDDINGS,
@@ -30,7 +31,7 @@ from emulator.core.scheduler import Scheduler, Submission
 from emulator.core.service import Emulator, Reply
 from emulator.core.streams import dropped_after
 
-__all__ = ["OpenAISurface", "chunk_events"]
+__all__ = ["OpenAISurface", "chunk_events", "response_events"]
 
 
 class OpenAISurface:
@@ -48,28 +49,22 @@ class OpenAISurface:
         fault = fault or await self._fixture_fault(namespace, CHAT, record)
         if not request.stream:
             return await self._whole(record, fault)
-        scheduler = self.emulator.scheduler
-        while record.state is State.IN_QUEUE:
-            await scheduler.wait(record, record.version)
-        plan = record.plan
-        if plan is not None and plan.failure is not None and not plan.tokens:
-            await scheduler.wait_done(record)  # nothing to stream: the failure answers, as JSON
-        if record.failure is not None:
-            raise _failed(record)
-        events = chunk_events(scheduler, record, include_usage=request.include_usage)
-        if fault is not None and fault.kind == "drop_stream":
-            events = dropped_after(events, fault.after_events)
-        headers = {"cache-control": "no-cache", "x-request-id": _completion_id(record), "x-fal-request-id": record.id}
-        return Reply(200, None, headers, events=events, fault=fault)
+        await self._started(record)
+        events = chunk_events(self.emulator.scheduler, record, include_usage=request.include_usage)
+        return _streamed(record, events, _output_id(record, "chatcmpl-"), fault)
 
     async def responses(self, namespace: str, raw: bytes) -> Reply:
-        """``POST /responses``: the answer as a ``response`` with ``output_text``."""
+        """``POST /responses``: the answer as a ``response`` with ``output_text``, or response events."""
         fault = await self._fault(namespace, RESPONSES)
         body = self._checked(RESPONSES, raw)
-        parse_responses(body)
+        request, _ = parse_responses(body)
         record = await self._start(namespace, RESPONSES, body)
         fault = fault or await self._fixture_fault(namespace, RESPONSES, record)
-        return await self._whole(record, fault)
+        if not request.stream:
+            return await self._whole(record, fault)
+        await self._started(record)
+        events = response_events(self.emulator.scheduler, record)
+        return _streamed(record, events, _output_id(record, "resp_"), fault)
 
     async def embeddings(self, namespace: str, raw: bytes) -> Reply:
         """``POST /embeddings``: one deterministic unit vector per input, as floats or base64."""
@@ -105,6 +100,17 @@ class OpenAISurface:
                 raise
             detail = problem.body.get("detail") if isinstance(problem.body, dict) else None
             raise openai_error(429, str(detail or "Too many requests"), problem.headers) from None
+
+    async def _started(self, record: RequestRecord) -> None:
+        """Wait for a streamed call's run to start; a run that fails before its first token answers as JSON."""
+        scheduler = self.emulator.scheduler
+        while record.state is State.IN_QUEUE:
+            await scheduler.wait(record, record.version)
+        plan = record.plan
+        if plan is not None and plan.failure is not None and not plan.tokens:
+            await scheduler.wait_done(record)  # nothing to stream: the failure answers, as JSON
+        if record.failure is not None:
+            raise _failed(record)
 
     async def _whole(self, record: RequestRecord, fault: Fault | None) -> Reply:
         """The answer once the request completes: its output, or its failure in OpenAI's shape."""
@@ -162,6 +168,14 @@ class OpenAISurface:
         return fault
 
 
+def _streamed(record: RequestRecord, events: AsyncIterator[bytes], ident: str, fault: Fault | None) -> Reply:
+    """A started call's answer as server-sent events (cut short by a ``drop_stream`` fault)."""
+    if fault is not None and fault.kind == "drop_stream":
+        events = dropped_after(events, fault.after_events)
+    headers = {"cache-control": "no-cache", "x-request-id": ident, "x-fal-request-id": record.id}
+    return Reply(200, None, headers, events=events, fault=fault)
+
+
 def _failed(record: RequestRecord) -> Problem:
     """A request that did not succeed, in OpenAI's shape (the SDKs' typed errors)."""
     failure = record.failure
@@ -169,14 +183,34 @@ def _failed(record: RequestRecord) -> Problem:
     return openai_error(failure.status_code, failure.message, {"x-fal-request-id": record.id})
 
 
-def _completion_id(record: RequestRecord) -> str:
+def _output_id(record: RequestRecord, prefix: str) -> str:
+    """The id of the answer (``chatcmpl-…``, ``resp_…``); for a run planned to fail, from the request's."""
     output = record.plan.output if record.plan is not None else {}
     ident = output.get("id")
-    return ident if isinstance(ident, str) else "chatcmpl-" + record.id
+    return ident if isinstance(ident, str) else prefix + record.id
 
 
 def _sse(body: Mapping[str, Any]) -> bytes:
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _tokens(scheduler: Scheduler, record: RequestRecord) -> AsyncIterator[str]:
+    """A started run's tokens, each as the run writes it, until the request ends (or a reset forgets it)."""
+    plan = record.plan
+    assert plan is not None
+    tokens = plan.tokens
+    sent = 0
+    while True:
+        version = record.version
+        ready = scheduler.tokens_ready(record)
+        while sent < ready:
+            yield tokens[sent]
+            sent += 1
+        if record.done:
+            return
+        await scheduler.wait(record, version, until=scheduler.token_due(record, sent) if sent < len(tokens) else None)
+        if scheduler.forgotten(record):
+            return
 
 
 async def chunk_events(scheduler: Scheduler, record: RequestRecord, *, include_usage: bool) -> AsyncIterator[bytes]:
@@ -186,7 +220,7 @@ async def chunk_events(scheduler: Scheduler, record: RequestRecord, *, include_u
     plan = record.plan
     assert plan is not None
     whole = plan.output
-    completion_id = _completion_id(record)
+    completion_id = _output_id(record, "chatcmpl-")
     created = whole.get("created", int(record.submitted_at))
     model = record.input.get("model")
 
@@ -203,19 +237,10 @@ async def chunk_events(scheduler: Scheduler, record: RequestRecord, *, include_u
         )
 
     yield chunk({"role": "assistant", "content": ""})
-    tokens = plan.tokens
-    sent = 0
-    while True:
-        version = record.version
-        ready = scheduler.tokens_ready(record)
-        while sent < ready:
-            yield chunk({"content": tokens[sent]})
-            sent += 1
-        if record.done:
-            break
-        await scheduler.wait(record, version, until=scheduler.token_due(record, sent) if sent < len(tokens) else None)
-        if scheduler.forgotten(record):
-            return  # reset while streaming: nothing more will happen to it
+    async for token in _tokens(scheduler, record):
+        yield chunk({"content": token})
+    if not record.done:
+        return  # reset while streaming: nothing more will happen to it
     if record.failure is not None:
         yield _sse(_failed(record).body)
         return
@@ -237,3 +262,44 @@ async def chunk_events(scheduler: Scheduler, record: RequestRecord, *, include_u
             }
         )
     yield b"data: [DONE]\n\n"
+
+
+async def response_events(scheduler: Scheduler, record: RequestRecord) -> AsyncIterator[bytes]:
+    """A started ``/responses`` call as OpenAI's response events: ``response.created``, the message's
+    item and text part, a ``response.output_text.delta`` per token as the run writes it, their
+    ``done`` events, then ``response.completed`` with the whole response (the one the call answers
+    unstreamed). A run that fails on the way ends with ``response.failed``."""
+    plan = record.plan
+    assert plan is not None
+    # A run planned to fail has no output: its events name the request's own ids instead.
+    whole = plan.output or response_object(
+        record.id, int(record.submitted_at), record.input.get("model"), record.input.get("instructions"), ""
+    )
+    item: JSON = whole["output"][0]
+    item_id = item["id"]
+    part: JSON = item["content"][0]
+    at = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    pending = {key: value for key, value in whole.items() if key != "output_text"}
+    pending.update(status="in_progress", output=[], usage=None)
+    numbers = itertools.count()
+
+    def event(kind: str, **fields: Any) -> bytes:
+        body = {"type": kind, "sequence_number": next(numbers), **fields}
+        return f"event: {kind}\n".encode() + _sse(body)
+
+    yield event("response.created", response=pending)
+    yield event("response.in_progress", response=pending)
+    yield event("response.output_item.added", output_index=0, item={**item, "status": "in_progress", "content": []})
+    yield event("response.content_part.added", **at, part={**part, "text": ""})
+    async for token in _tokens(scheduler, record):
+        yield event("response.output_text.delta", **at, delta=token, logprobs=[])
+    if not record.done:
+        return  # reset while streaming: nothing more will happen to it
+    if record.failure is not None:
+        error = {"code": "server_error", "message": record.failure.message}
+        yield event("response.failed", response={**pending, "status": "failed", "error": error})
+        return
+    yield event("response.output_text.done", **at, text=part["text"], logprobs=[])
+    yield event("response.content_part.done", **at, part=part)
+    yield event("response.output_item.done", output_index=0, item=item)
+    yield event("response.completed", response=whole)
