@@ -12,6 +12,7 @@ from emulator.core.service import Emulator
 
 # The control API and the documents describing the API are not calls to the emulated API.
 NOT_JOURNALED = ("/_emulator", "/openapi.", "/api/openapi/")
+_SERVER_ERROR_HEADERS = [(b"content-type", b"application/json")]
 
 
 class JournalMiddleware:
@@ -48,6 +49,11 @@ class JournalMiddleware:
 
         try:
             await self.app(scope, tap, send_and_note)
+        except Exception:
+            if entry is None:
+                # Unexpected: Starlette's outermost handler answers it, past this middleware, with a JSON 500.
+                entry = note(self.emulator, scope, path, raw_headers, chunks, 500, _SERVER_ERROR_HEADERS)
+            raise
         finally:
             if entry is not None:
                 entry.elapsed = time.perf_counter() - started
