@@ -25,6 +25,7 @@ import asyncio
 import cProfile
 import gc
 import json
+import math
 import os
 import pstats
 import re
@@ -265,7 +266,8 @@ async def profile(harness: Harness, case: Case, args: argparse.Namespace, emulat
     stats.sort_stats(args.sort).print_stats(args.top)
 
 
-SERVER_CASES = ("bare", "bare_1write", "status", "result")
+# bare_post: the bare server's do-nothing submit (reads the body, answers a submit-sized body).
+SERVER_CASES = ("bare", "bare_1write", "bare_post", "status", "result", "submit")
 
 
 def server_cpu(args: argparse.Namespace) -> dict[str, float]:
@@ -277,31 +279,44 @@ def server_cpu(args: argparse.Namespace) -> dict[str, float]:
         raise SystemExit("cpu: error: --server needs wrk on PATH and Linux's /proc")
     bare = [sys.executable, loopback.__file__, "--serve-bare"]
     best: dict[str, float] = {}
-    for _ in range(args.repeat):
-        for name in SERVER_CASES:
-            port = loopback.free_port()
-            if name.startswith("bare"):
-                protocol = "one-write" if name == "bare_1write" else "auto"
-                argv, ready = [*bare, str(port), "--bare-http", protocol], "/"
-            else:
-                argv, ready = loopback.emulator_argv(port, "memory", args.connections), "/_emulator/health"
-            with loopback.server(argv, port, ready) as proc:
-                path = "/"
-                if not name.startswith("bare"):
-                    request_id = loopback.completed_request(port, proc)
-                    path = f"{ENDPOINT}/requests/{request_id}" + ("/status" if name == "status" else "")
-                url = f"http://{loopback.HOST}:{port}{path}"
-                load = [wrk, "-t1", f"-c{args.connections}", "-H", f"Authorization: {loopback.AUTH}", url]
-                subprocess.run([*load, "-d1s"], check=True, capture_output=True)  # warm-up
-                before = _process_cpu(proc.pid)
-                out = subprocess.run([*load, f"-d{args.duration}s"], check=True, capture_output=True, text=True)
-                spent = _process_cpu(proc.pid) - before
-            found = re.search(r"(\d+) requests in", out.stdout)
-            if found is None:
-                raise SystemExit(f"cpu: error: no request count in wrk's output: {out.stdout!r}")
-            per_request = spent / int(found.group(1)) * 1e6
-            best[name] = min(best.get(name, per_request), per_request)
+    with tempfile.TemporaryDirectory(prefix="cpu-") as tmp:
+        post = Path(tmp, "post.lua")
+        post.write_text(loopback.POST_LUA)
+        for _ in range(args.repeat):
+            for name in SERVER_CASES:
+                best[name] = min(best.get(name, math.inf), _server_case(args, wrk, bare, name, post))
     return best
+
+
+def _server_case(args: argparse.Namespace, wrk: str, bare: list[str], name: str, post: Path) -> float:
+    """One --server target on a fresh server: its CPU µs per request under wrk."""
+    import run as loopback
+
+    port = loopback.free_port()
+    if name.startswith("bare"):
+        protocol = "one-write" if name == "bare_1write" else "auto"
+        argv, ready = [*bare, str(port), "--bare-http", protocol], "/"
+    else:
+        argv, ready = loopback.emulator_argv(port, "memory", args.connections), "/_emulator/health"
+    with loopback.server(argv, port, ready) as proc:
+        path = "/"
+        if name == "submit":
+            path = ENDPOINT
+        elif not name.startswith("bare"):
+            request_id = loopback.completed_request(port, proc)
+            path = f"{ENDPOINT}/requests/{request_id}" + ("/status" if name == "status" else "")
+        url = f"http://{loopback.HOST}:{port}{path}"
+        load = [wrk, "-t1", f"-c{args.connections}", "-H", f"Authorization: {loopback.AUTH}", url]
+        if name in ("submit", "bare_post"):
+            load += ["-s", str(post)]
+        subprocess.run([*load, "-d1s"], check=True, capture_output=True)  # warm-up
+        before = _process_cpu(proc.pid)
+        out = subprocess.run([*load, f"-d{args.duration}s"], check=True, capture_output=True, text=True)
+        spent = _process_cpu(proc.pid) - before
+    found = re.search(r"(\d+) requests in", out.stdout)
+    if found is None:
+        raise SystemExit(f"cpu: error: no request count in wrk's output: {out.stdout!r}")
+    return spent / int(found.group(1)) * 1e6
 
 
 def _process_cpu(pid: int) -> float:

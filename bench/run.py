@@ -127,7 +127,7 @@ class Memory:
 # What the bare POST route answers: the shape and size of the emulator's answer to a submit.
 BARE_REQUEST_ID = "019aa000-0000-7000-8000-000000000000"
 _BARE_URL = f"http://{HOST}:8000{ENDPOINT}/requests/{BARE_REQUEST_ID}"
-BARE_SUBMIT_ANSWER = {
+BARE_SUBMIT_ANSWER: dict[str, Any] = {
     "status": "IN_QUEUE",
     "request_id": BARE_REQUEST_ID,
     "response_url": _BARE_URL,
