@@ -59,6 +59,27 @@ describe("the openai package", () => {
     assert.deepEqual(last.usage, whole.usage);
   });
 
+  test("the responses API answers whole, and streamed as response events that add up to it", async () => {
+    const whole = await client.responses.create({ model: "openai/gpt-4o", input: MEANING, instructions: "Be kind." });
+    assert.match(whole.output_text, /^The meaning of life is subjective/);
+    const stream = await client.responses.create({ model: "openai/gpt-4o", input: MEANING, stream: true });
+    const kinds = [];
+    let text = "";
+    let completed;
+    for await (const event of stream) {
+      kinds.push(event.type);
+      if (event.type === "response.output_text.delta") text += event.delta;
+      if (event.type === "response.completed") completed = event.response;
+    }
+    assert.equal(kinds[0], "response.created");
+    assert.equal(kinds.at(-1), "response.completed");
+    assert.equal(text, whole.output_text);
+    assert.equal(completed.output[0].content[0].text, whole.output_text);
+    const helper = client.responses.stream({ model: "openai/gpt-4o", input: MEANING });
+    const final = await helper.finalResponse();
+    assert.equal(final.output_text, whole.output_text);
+  });
+
   test("a json_schema response format answers JSON that fits the schema", async () => {
     const schema = {
       type: "object",
