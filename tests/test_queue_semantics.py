@@ -76,6 +76,7 @@ async def test_a_queued_invalid_body_is_accepted_and_fails_with_422_when_it_runs
     assert status["error"] == "Invalid status code: 422"
     result = await http.get(f"{QUEUE}/requests/{rid}")
     assert result.status_code == 422
+    assert result.headers["x-fal-billable-units"] == "0"  # as fal.run's own 422
     (item,) = result.json()["detail"]
     assert item["loc"] == ["body", "prompt"] and item["type"] == "string_type"
     await wait_until(emulator_of(http).webhooks.dispatcher, lambda: len(hooked) == 1)

@@ -602,6 +602,8 @@ def failure_reply(record: RequestRecord, failure: Failure) -> Reply:
     if failure.error_type == "request_timeout":
         # Tells the clients this was the caller's own start deadline: do not retry.
         headers["x-fal-request-timeout-type"] = "user"
+    if failure.status_code == 422:
+        headers["x-fal-billable-units"] = "0"  # an input the app refused is not billed
     if isinstance(failure.detail, list) and any(
         isinstance(item, dict) and item.get("type") in TOOLKIT_ERROR_TYPES for item in failure.detail
     ):
