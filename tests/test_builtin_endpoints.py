@@ -31,6 +31,7 @@ NATIVE_IDS = (
     "openrouter/router/enterprise",
     "openrouter/router/audio",
     "openrouter/router/video",
+    "openrouter/router/video/enterprise",
 )
 BUILTIN_IDS = (*NATIVE_IDS, *sorted(OPENAI_ENDPOINTS))
 BASE = "http://emulator.test"

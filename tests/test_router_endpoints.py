@@ -83,6 +83,7 @@ async def test_a_queued_request_keeps_usage_in_its_result(client: httpx.AsyncCli
         ("openrouter/router/vision", {"image_urls": [PNG_DATA], "pdf_urls": ["https://example.com/a.pdf"]}),
         ("openrouter/router/audio", {"audio_url": "https://v3.fal.media/files/a/talk.mp3"}),
         ("openrouter/router/video", {"video_url": "https://v3.fal.media/files/a/clip.mp4"}),
+        ("openrouter/router/video/enterprise", {"video_url": "https://v3.fal.media/files/a/clip.mp4"}),
     ],
 )
 async def test_media_endpoints_take_their_urls(
