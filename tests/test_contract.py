@@ -42,7 +42,10 @@ QUEUED = {
     "POST /fal-ai/any-llm",
     "POST /fal-ai/any-llm/vision",
     "POST /fal-ai/any-llm/enterprise",
-    *(f"POST /openrouter/router{suffix}" for suffix in ("", "/vision", "/enterprise", "/audio", "/video")),
+    *(
+        f"POST /openrouter/router{suffix}"
+        for suffix in ("", "/vision", "/enterprise", "/audio", "/video", "/video/enterprise")
+    ),
     *(f"POST /{endpoint}" for endpoint in OPENAI_ENDPOINTS),
 }
 

@@ -96,6 +96,23 @@ async def test_media_endpoints_take_their_urls(
     assert response.json()["usage"]["completion_tokens"] == 3
 
 
+@pytest.mark.parametrize("endpoint", ["openrouter/router/video", "openrouter/router/video/enterprise"])
+async def test_video_takes_one_url_or_a_list_but_not_both(
+    client: httpx.AsyncClient, clock: ManualClock, endpoint: str
+) -> None:
+    """``video_urls`` is the alternative to ``video_url``: exactly one is given, else a 422 at the body says so."""
+    body = {"model": CLAUDE, "prompt": "echo: clips"}
+    clip = "https://v3.fal.media/files/a/clip.mp4"
+    listed = await drive(clock, client.post(f"/run/{endpoint}", json={**body, "video_urls": [clip, clip]}))
+    assert listed.status_code == 200, listed.text
+    for wrong in ({}, {"video_url": clip, "video_urls": [clip]}):
+        refused = await drive(clock, client.post(f"/run/{endpoint}", json={**body, **wrong}))
+        assert refused.status_code == 422
+        (item,) = refused.json()["detail"]
+        assert (item["loc"], item["type"]) == (["body"], "value_error")
+        assert item["msg"] == "Value error, exactly one of video_url or video_urls must be given"
+
+
 async def test_audio_without_its_url_is_refused(client: httpx.AsyncClient, clock: ManualClock) -> None:
     """openrouter/router/audio needs audio_url: a 422 names it."""
     response = await drive(clock, client.post("/run/openrouter/router/audio", json={"model": CLAUDE, "prompt": "x"}))

@@ -19,7 +19,10 @@ def spec() -> Spec:
 def test_endpoints_come_from_the_document(spec: Spec) -> None:
     """The any-llm and openrouter/router endpoints (the OpenAI-compatible ids too) and their app ids are read
     from the spec."""
-    router = {f"openrouter/router{suffix}" for suffix in ("", "/vision", "/enterprise", "/audio", "/video")}
+    router = {
+        f"openrouter/router{suffix}"
+        for suffix in ("", "/vision", "/enterprise", "/audio", "/video", "/video/enterprise")
+    }
     router |= {f"openrouter/router/openai/v1/{call}" for call in ("chat/completions", "responses", "embeddings")}
     assert spec.endpoints == {"fal-ai/any-llm", "fal-ai/any-llm/vision", "fal-ai/any-llm/enterprise", *router}
     assert spec.app_ids == {"fal-ai/any-llm", "openrouter/router"}

@@ -430,6 +430,10 @@ def _detail(error: jsonschema.ValidationError, prefix: list[str | int]) -> Error
         detail = {"loc": loc, "msg": f"List should have at most {value} items", "type": "too_long"}
     elif kind == "pattern":
         detail = {"loc": loc, "msg": f"String should match pattern '{value}'", "type": "string_pattern_mismatch"}
+    elif kind == "oneOf" and all(isinstance(alt, dict) and list(alt) == ["required"] for alt in value):
+        # Exactly one of some fields (a model validator's check in fal's pydantic apps).
+        names = " or ".join(name for alt in value for name in alt["required"])
+        detail = {"loc": loc, "msg": f"Value error, exactly one of {names} must be given", "type": "value_error"}
     else:
         detail = {"loc": loc, "msg": error.message, "type": "value_error"}
     detail["input"] = error.instance
