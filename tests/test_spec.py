@@ -44,7 +44,8 @@ def test_valid_body_gets_the_documented_defaults(spec: Spec) -> None:
         ({"prompt": 1}, [{"loc": ["body", "prompt"], "msg": "Input should be a valid string", "type": "string_type"}]),
         ({"prompt": "p", "temperature": 3}, [{"loc": ["body", "temperature"], "type": "less_than_equal"}]),
         ({"prompt": "p", "max_tokens": 0}, [{"loc": ["body", "max_tokens"], "type": "greater_than_equal"}]),
-        ({"prompt": "p", "max_tokens": 1.5}, [{"loc": ["body", "max_tokens"], "type": "int_type"}]),
+        ({"prompt": "p", "max_tokens": 1.5}, [{"loc": ["body", "max_tokens"], "type": "int_from_float"}]),
+        ({"prompt": "p", "max_tokens": "10"}, [{"loc": ["body", "max_tokens"], "type": "int_type"}]),
         ({"prompt": "p", "reasoning": "yes"}, [{"loc": ["body", "reasoning"], "type": "bool_type"}]),
         ({"prompt": "p", "model": "gpt-5"}, [{"loc": ["body", "model"], "type": "enum"}]),
     ],
@@ -58,6 +59,27 @@ def test_invalid_bodies(spec: Spec, raw: dict[str, object], expected: list[dict[
     for error, want in zip(errors, expected, strict=True):
         assert {k: error[k] for k in want} == want
         assert isinstance(error["msg"], str) and error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "found"),
+    [
+        (b'{"prompt": "p", "max_tokens": 1e300}', "int_parsing_size"),
+        (b'{"prompt": "p", "max_tokens": -1e19}', "int_parsing_size"),
+        (b'{"prompt": "p", "max_tokens": 1.5}', "int_from_float"),
+        (b'{"prompt": "p", "max_tokens": 3.0}', None),
+        (b'{"prompt": "p", "max_tokens": 12345678901234567890}', None),
+    ],
+)
+def test_integers_are_read_as_pydantic_reads_them(spec: Spec, raw: bytes, found: str | None) -> None:
+    """An integral float is an integer within 64 bits, past them int_parsing_size; a big integer is one."""
+    op = spec.operation("submit", "fal-ai/any-llm")
+    assert op is not None
+    _, errors = op.validate_body(raw)
+    assert [error["type"] for error in errors] == ([found] if found else [])
+    if found:
+        assert errors[0]["loc"] == ["body", "max_tokens"]
+        assert errors[0]["url"] == f"https://errors.pydantic.dev/2.11/v/{found}"
 
 
 def test_enum_message_lists_the_choices(spec: Spec) -> None:

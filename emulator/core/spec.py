@@ -43,7 +43,7 @@ _PYDANTIC_TYPES = frozenset(
         "bool_type", "list_type", "dict_type", "enum", "greater_than_equal", "less_than_equal",
         "greater_than", "less_than", "string_too_short", "string_too_long", "too_short", "too_long",
         "string_pattern_mismatch", "int_parsing", "float_parsing", "finite_number", "bool_parsing",
-        "value_error",
+        "value_error", "int_from_float", "int_parsing_size",
     }
 )  # fmt: skip
 
@@ -342,10 +342,10 @@ class Operation:
         if self.compile_check:
             self.body_is_valid = _fast_check(self.body_schema) if self.body_schema else None
             self.compile_check = False
-        if not _passes(self.body_is_valid, data):
+        if not _passes(self.body_is_valid, data) or _past_64_bits(data):
             if self.body_validator is None:
                 self.body_validator = draft7(self.body_schema or {})
-            errors = [_detail(error, ["body"]) for error in self.body_validator.iter_errors(data)]
+            errors = _first_per_value([_detail(error, ["body"]) for error in self.body_validator.iter_errors(data)])
         if errors:
             errors.sort(key=lambda e: [str(part) for part in e["loc"]])
             return data, errors
@@ -373,11 +373,52 @@ def _expected(values: list[Any]) -> str:
     return ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
-def draft7(schema: JSON) -> jsonschema.protocols.Validator:
-    """A jsonschema Draft 7 validator, imported on first use (it takes ~50 ms to import)."""
-    import jsonschema
+# The errors of a value of the wrong type: pydantic checks a value's constraints only once it has its type.
+_TYPE_CODES = frozenset({code for _, code in _TYPE_ERRORS.values()} | {"int_from_float", "int_parsing_size"})
 
-    return jsonschema.Draft7Validator(schema)
+
+def _first_per_value(errors: list[ErrorDetail]) -> list[ErrorDetail]:
+    """The errors as pydantic reports them: a value of the wrong type, that alone, not its bounds too."""
+    mistyped = {tuple(error["loc"]) for error in errors if error["type"] in _TYPE_CODES}
+    if not mistyped:
+        return errors
+    return [error for error in errors if error["type"] in _TYPE_CODES or tuple(error["loc"]) not in mistyped]
+
+
+def draft7(schema: JSON) -> jsonschema.protocols.Validator:
+    """A jsonschema Draft 7 validator, imported on first use (it takes ~50 ms to import), whose integers
+    are pydantic's: a float with no fractional part counts, unless it is past 64 bits."""
+    global _Draft7
+    if _Draft7 is None:
+        import jsonschema
+
+        checker = jsonschema.Draft7Validator.TYPE_CHECKER.redefine("integer", _is_integer)
+        _Draft7 = jsonschema.validators.extend(jsonschema.Draft7Validator, type_checker=checker)  # type: ignore[no-untyped-call]
+    validator: jsonschema.protocols.Validator = _Draft7(schema)
+    return validator
+
+
+_Draft7: Any = None
+# pydantic reads a float as an integer only inside a signed 64-bit integer's range.
+_INT_FLOAT_LIMIT = 2.0**63
+
+
+def _is_integer(checker: Any, instance: Any) -> bool:
+    if isinstance(instance, float):
+        return instance.is_integer() and -_INT_FLOAT_LIMIT < instance < _INT_FLOAT_LIMIT
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _past_64_bits(data: Any) -> bool:
+    """Whether a parsed body holds a float with no fractional part past 64 bits anywhere (JSON Schema
+    takes it as an integer; pydantic does not)."""
+    if type(data) is float:
+        return not -_INT_FLOAT_LIMIT < data < _INT_FLOAT_LIMIT
+    if type(data) is dict:
+        return any(_past_64_bits(value) for value in data.values())
+    if type(data) is list:
+        return any(_past_64_bits(value) for value in data)
+    return False
 
 
 def load_yaml(text: str) -> Any:
@@ -400,6 +441,11 @@ def _detail(error: jsonschema.ValidationError, prefix: list[str | int]) -> Error
     if kind == "type":
         wanted = value[0] if isinstance(value, list) else value
         msg, code = _TYPE_ERRORS.get(wanted, (error.message, "type_error"))
+        if wanted == "integer" and isinstance(error.instance, float):  # pydantic's two ways to refuse one
+            if error.instance.is_integer():
+                msg, code = "Unable to parse input string as an integer, exceeded maximum size", "int_parsing_size"
+            else:
+                msg, code = "Input should be a valid integer, got a number with a fractional part", "int_from_float"
         detail = {"loc": loc, "msg": msg, "type": code}
     elif kind == "enum":
         expected = _expected(list(value))
