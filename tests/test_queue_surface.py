@@ -325,3 +325,24 @@ async def test_status_stream_sends_each_change_then_closes(client: httpx.AsyncCl
     messages = [log["message"] for b in bodies if b["logs"] for log in b["logs"]]
     assert len(messages) == len(set(messages)), "each log line is sent once"
     assert messages[0].startswith("Running") and messages[-1].startswith("Generated")
+
+
+async def test_mounted_in_another_app_the_urls_lead_back_to_the_mount(clock: ManualClock) -> None:
+    """Under ``Mount("/fal", app)`` (FastAPI's ``app.mount``) the submit's URLs keep the mount point, and work."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from emulator import Settings, create_app
+
+    emulator = Emulator.build(Settings(profile="instant"), clock=clock)
+    outer = Starlette(routes=[Mount("/fal", app=create_app(emulator=emulator))])
+    transport = httpx.ASGITransport(app=outer)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tests.local", headers=AUTH) as http:
+        submitted = (await http.post("/fal/fal-ai/any-llm", json={"prompt": "echo: mounted"})).json()
+        assert submitted["status_url"].startswith("http://tests.local/fal/fal-ai/any-llm/requests/")
+        clock.advance(1)
+        status = await http.get(submitted["status_url"])
+        assert (status.status_code, status.json()["status"]) == (200, "COMPLETED")
+        assert status.json()["response_url"] == submitted["response_url"]
+        result = await http.get(submitted["response_url"])
+        assert result.json()["output"] == "echo: mounted"

@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator.config import Settings
 from emulator.core.clock import Clock
@@ -42,6 +42,14 @@ async def openapi_yaml(request: Request) -> Response:
 
 class EmulatorApp(Starlette):
     """Starlette, with the queue surface's hot path (``surfaces.front``) ahead of its stack."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Mounted in another app, this app's root is its mount point, not the outer app's (Starlette's
+        # ``app_root_path``): the URLs it hands out lead back here.
+        root = scope.get("root_path", "")
+        if scope.get("app_root_path", root) != root:
+            scope = {**scope, "app_root_path": root}
+        await super().__call__(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
         emulator: Emulator = self.state.emulator
