@@ -35,6 +35,9 @@ def not_found(what: str) -> Problem:
     return Problem(404, {"detail": what})
 
 
-def validation_problem(errors: list[dict[str, Any]]) -> Problem:
+def validation_problem(errors: list[dict[str, Any]], request_id: str | None = None) -> Problem:
     """fal's (FastAPI's) 422: a list of error items; nothing is billed."""
-    return Problem(422, {"detail": errors}, {"x-fal-billable-units": "0"})
+    headers = {"x-fal-billable-units": "0"}
+    if request_id is not None:
+        headers["x-fal-request-id"] = request_id
+    return Problem(422, {"detail": errors}, headers)

@@ -390,7 +390,8 @@ class Emulator:
         """
         params, body, invalid = self._checked(call)
         if invalid:
-            raise validation_problem(invalid)
+            # Refused before a request exists, but fal's gateway names every call it answers.
+            raise validation_problem(invalid, request_id=self.scheduler.ids.new())
         submission = Submission(
             endpoint=call.endpoint,
             input=body,
