@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -287,3 +288,29 @@ async def test_instant_runs_drain_a_queue_several_runners_deep_in_one_turn() -> 
     assert [state_of(r) for r in records] == [State.COMPLETED] * 6
     assert all(r.failure is None and r.output is not None for r in records)
     assert emulator.scheduler.queue_length(NS) == 0
+
+
+def test_a_request_claimed_from_another_process_waits_its_fixtures_queue_wait(tmp_path: Path) -> None:
+    """On a shared queue the claiming process makes the answer of a request another process took in, and a
+    fixture's ``timing.queue_wait`` holds there too, not only the profile's."""
+    (tmp_path / "slow.yaml").write_text(
+        "fixtures:\n"
+        "  - name: slow-queue\n"
+        "    match: {prompt: {contains: slow queue}}\n"
+        "    output: At last.\n"
+        "    timing: {queue_wait: 5}\n"
+    )
+    clock = ManualClock()
+    settings = Settings(profile="realistic", runners=2, seed=1, fixtures=(tmp_path,), data_dir=tmp_path / "data")
+    submitting, claiming = (Emulator.build(settings, clock=clock) for _ in range(2))
+    submitting.scheduler.pause()  # it keeps the request queued: the other process takes it
+    record = submitting.scheduler.submit(NS, submission("a slow queue, please"))
+    claiming.store.add(record)
+    claiming.scheduler.run_claimed(record)
+    clock.advance(1.0)  # past the profile's queue wait (0.25 s), not the fixture's
+    assert state_of(record) is State.IN_QUEUE
+    clock.advance(4.5)
+    assert state_of(record) is not State.IN_QUEUE
+    clock.advance(60)
+    assert state_of(record) is State.COMPLETED and record.output is not None
+    assert record.output["output"] == "At last."

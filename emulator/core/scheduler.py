@@ -263,12 +263,15 @@ class Scheduler:
         return lane is not None and (record.id in lane.starting or record.id in lane.running)
 
     def run_claimed(self, record: RequestRecord) -> None:
-        """Run a request claimed from the shared queue, after the profile's queue wait."""
+        """Run a request claimed from the shared queue, after its queue wait (a fixture's, or the profile's)."""
         lane = self._lane(record.namespace)
         if record.state is State.IN_PROGRESS:
             _requeued(record)  # its runner died: start over
         lane.starting[record.id] = record
-        start_at = max(self.clock.now(), record.submitted_at + self.profile.queue_wait)
+        answer = lane.answers.get(record.id)
+        if answer is None:  # submitted by another process: its answer, and so its queue wait, is made here
+            answer = lane.answers[record.id] = self._answer_now(lane, record)
+        start_at = max(self.clock.now(), record.submitted_at + queue_wait(answer, self.profile))
         self._timer(lane, record, start_at, functools.partial(self._start, record))
 
     def remote_changed(self, record: RequestRecord) -> None:
