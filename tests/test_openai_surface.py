@@ -429,6 +429,26 @@ def test_the_sync_client_streams_a_response_over_a_socket(served: str) -> None:
 
 
 @pytest.mark.socket
+def test_a_dropped_response_stream_reaches_the_sync_client_as_an_error(served: str) -> None:
+    """drop_stream counts named events too: a /responses stream is cut after ``after_events`` of them."""
+    control = httpx.post(
+        f"{served}/_emulator/next",
+        json={"count": 1, "actions": ["openai"], "fault": {"kind": "drop_stream", "after_events": 3}},
+    )
+    assert control.status_code == 201
+    llm = openai.OpenAI(api_key="unused", base_url=f"{served}{BASE}", default_headers=AUTH, max_retries=0)
+    stream = llm.responses.create(model="openai/gpt-4o", input=MEANING, stream=True)
+    received: list[Any] = []
+    with pytest.raises((httpx.HTTPError, openai.APIError)):
+        received.extend(stream)
+    assert [event.type for event in received] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+    ]
+
+
+@pytest.mark.socket
 def test_a_dropped_stream_reaches_the_sync_client_as_an_error(served: str) -> None:
     """A drop_stream fault cuts the SSE stream mid-way; the client sees the connection fail."""
     control = httpx.post(

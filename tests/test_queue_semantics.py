@@ -94,6 +94,10 @@ async def test_a_sync_run_refuses_an_invalid_body_at_once(http: httpx.AsyncClien
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "prompt"]
     assert response.headers["x-fal-billable-units"] == "0" and response.headers["x-fal-request-id"]
+    malformed = await http.post(f"/run{QUEUE}", content=b"{not json", headers={"content-type": "application/json"})
+    assert (
+        malformed.status_code == 422 and malformed.headers["x-fal-request-id"] != response.headers["x-fal-request-id"]
+    )
     assert len(emulator_of(http).store) == 0
 
 

@@ -67,12 +67,14 @@ def test_invalid_bodies(spec: Spec, raw: dict[str, object], expected: list[dict[
         (b'{"prompt": "p", "max_tokens": 1e300}', "int_parsing_size"),
         (b'{"prompt": "p", "max_tokens": -1e19}', "int_parsing_size"),
         (b'{"prompt": "p", "max_tokens": 1.5}', "int_from_float"),
+        (b'{"prompt": "p", "max_tokens": 1e999}', "finite_number"),
         (b'{"prompt": "p", "max_tokens": 3.0}', None),
         (b'{"prompt": "p", "max_tokens": 12345678901234567890}', None),
     ],
 )
 def test_integers_are_read_as_pydantic_reads_them(spec: Spec, raw: bytes, found: str | None) -> None:
-    """An integral float is an integer within 64 bits, past them int_parsing_size; a big integer is one."""
+    """An integral float is an integer within 64 bits, past them int_parsing_size (an infinite one
+    finite_number); a big integer is one."""
     op = spec.operation("submit", "fal-ai/any-llm")
     assert op is not None
     _, errors = op.validate_body(raw)

@@ -56,6 +56,7 @@ class IdFactory:
         the next.
         """
         if self._seeded:
+            ahead = self._taken | set(taken)
             for _ in range(count):
-                self._make()
-            self._taken.update(taken)
+                ahead.discard(self._make())  # passed: it cannot come up again
+            self._taken = ahead

@@ -390,8 +390,7 @@ class Emulator:
         """
         params, body, invalid = self._checked(call)
         if invalid:
-            # Refused before a request exists, but fal's gateway names every call it answers.
-            raise validation_problem(invalid, request_id=self.scheduler.ids.new())
+            raise self._refused(call, invalid)
         submission = Submission(
             endpoint=call.endpoint,
             input=body,
@@ -486,8 +485,14 @@ class Emulator:
         params, errors = operation.validate_parameters(call.query, call.headers)
         body, body_errors = operation.shared_body(call.body)
         if errors or any(_whole_body(error) for error in body_errors):
-            raise validation_problem(errors + body_errors)
+            raise self._refused(call, errors + body_errors)
         return params, body, body_errors
+
+    def _refused(self, call: Call, errors: list[JSON]) -> Problem:
+        """fal's 422 for a call's input; a run's names a request id, as fal's gateway names every call it
+        answers (a queued submit refused at once has no request yet)."""
+        named = call.action in ("run", "run_stream")
+        return validation_problem(errors, request_id=self.scheduler.ids.new() if named else None)
 
     def _parameters(self, call: Call, action: str) -> JSON:
         operation = self.spec.operation(action)

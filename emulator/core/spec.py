@@ -62,6 +62,8 @@ MAX_JSON_DEPTH = 100
 # A JSON escape of a UTF-16 surrogate (D800-DFFF): the only way a lone surrogate gets into a body.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# What a number past 64 bits needs in JSON text: an exponent, or 19 digits before any point.
+_MAYBE_PAST_64_BITS = re.compile(rb"[0-9][eE]|[0-9]{19}")
 
 
 class JSONRejected(ValueError):
@@ -342,7 +344,7 @@ class Operation:
         if self.compile_check:
             self.body_is_valid = _fast_check(self.body_schema) if self.body_schema else None
             self.compile_check = False
-        if not _passes(self.body_is_valid, data) or _past_64_bits(data):
+        if not _passes(self.body_is_valid, data) or (_MAYBE_PAST_64_BITS.search(raw) and _past_64_bits(data)):
             if self.body_validator is None:
                 self.body_validator = draft7(self.body_schema or {})
             errors = _first_per_value([_detail(error, ["body"]) for error in self.body_validator.iter_errors(data)])
@@ -441,8 +443,10 @@ def _detail(error: jsonschema.ValidationError, prefix: list[str | int]) -> Error
     if kind == "type":
         wanted = value[0] if isinstance(value, list) else value
         msg, code = _TYPE_ERRORS.get(wanted, (error.message, "type_error"))
-        if wanted == "integer" and isinstance(error.instance, float):  # pydantic's two ways to refuse one
-            if error.instance.is_integer():
+        if wanted == "integer" and isinstance(error.instance, float):  # pydantic's ways to refuse one
+            if not math.isfinite(error.instance):
+                msg, code = "Input should be a finite number", "finite_number"
+            elif error.instance.is_integer():
                 msg, code = "Unable to parse input string as an integer, exceeded maximum size", "int_parsing_size"
             else:
                 msg, code = "Input should be a valid integer, got a number with a fractional part", "int_from_float"

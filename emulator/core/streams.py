@@ -70,5 +70,5 @@ async def dropped_after(events: AsyncIterator[bytes], count: int) -> AsyncIterat
         if sent >= count:
             break
         yield event
-        sent += event.startswith(b"data:")
+        sent += event.startswith((b"data:", b"event:"))  # an event, named or not; not a comment
     raise FaultTriggered("stream dropped by a fault rule")

@@ -43,21 +43,27 @@ async def openapi_yaml(request: Request) -> Response:
 class EmulatorApp(Starlette):
     """Starlette, with the queue surface's hot path (``surfaces.front``) ahead of its stack."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Mounted in another app, this app's root is its mount point, not the outer app's (Starlette's
-        # ``app_root_path``): the URLs it hands out lead back here.
-        root = scope.get("root_path", "")
-        if scope.get("app_root_path", root) != root:
-            scope = {**scope, "app_root_path": root}
-        await super().__call__(scope, receive, send)
-
     def build_middleware_stack(self) -> ASGIApp:
         emulator: Emulator = self.state.emulator
         front = QueueFront(emulator)
-        # The browser's checks concern only the root and /_emulator, which the front never takes.
-        full = ui.browser_front(super().build_middleware_stack())
+        # The browser's checks concern only the root and /_emulator, which the front never takes; nor
+        # does it take a call under a mount point, so only the full stack needs its own root.
+        full = _own_root(ui.browser_front(super().build_middleware_stack()))
         # The front journals the calls it answers itself, as ``JournalMiddleware`` does the rest.
         return front_door(full, front)
+
+
+def _own_root(app: ASGIApp) -> ASGIApp:
+    """``app`` with its mount point as its root when mounted in another app: Starlette's ``app_root_path``
+    names the outer app's, and the URLs this app hands out must lead back here."""
+
+    async def own_root(scope: Scope, receive: Receive, send: Send) -> None:
+        root = scope.get("root_path", "")
+        if scope.get("app_root_path", root) != root:
+            scope = {**scope, "app_root_path": root}
+        await app(scope, receive, send)
+
+    return own_root
 
 
 def create_app(

@@ -194,8 +194,9 @@ def _sse(body: Mapping[str, Any]) -> bytes:
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def _tokens(scheduler: Scheduler, record: RequestRecord) -> AsyncIterator[str]:
-    """A started run's tokens, each as the run writes it, until the request ends (or a reset forgets it)."""
+async def _tokens(scheduler: Scheduler, record: RequestRecord) -> AsyncIterator[str | None]:
+    """A started run's tokens, each as the run writes it, until the request ends; None last if a reset
+    forgot it meanwhile (nothing more will happen to it: the stream just ends)."""
     plan = record.plan
     assert plan is not None
     tokens = plan.tokens
@@ -210,6 +211,7 @@ async def _tokens(scheduler: Scheduler, record: RequestRecord) -> AsyncIterator[
             return
         await scheduler.wait(record, version, until=scheduler.token_due(record, sent) if sent < len(tokens) else None)
         if scheduler.forgotten(record):
+            yield None
             return
 
 
@@ -238,9 +240,9 @@ async def chunk_events(scheduler: Scheduler, record: RequestRecord, *, include_u
 
     yield chunk({"role": "assistant", "content": ""})
     async for token in _tokens(scheduler, record):
+        if token is None:
+            return
         yield chunk({"content": token})
-    if not record.done:
-        return  # reset while streaming: nothing more will happen to it
     if record.failure is not None:
         yield _sse(_failed(record).body)
         return
@@ -292,9 +294,9 @@ async def response_events(scheduler: Scheduler, record: RequestRecord) -> AsyncI
     yield event("response.output_item.added", output_index=0, item={**item, "status": "in_progress", "content": []})
     yield event("response.content_part.added", **at, part={**part, "text": ""})
     async for token in _tokens(scheduler, record):
+        if token is None:
+            return
         yield event("response.output_text.delta", **at, delta=token, logprobs=[])
-    if not record.done:
-        return  # reset while streaming: nothing more will happen to it
     if record.failure is not None:
         error = {"code": "server_error", "message": record.failure.message}
         yield event("response.failed", response={**pending, "status": "failed", "error": error})
