@@ -428,15 +428,18 @@ def test_the_sync_client_streams_a_response_over_a_socket(served: str) -> None:
     assert text == final.output_text == whole.output_text
 
 
+def _dropping_after(served: str, events: int) -> openai.OpenAI:
+    """A sync client, with the next OpenAI-compatible call's stream set to drop after ``events`` events."""
+    fault = {"kind": "drop_stream", "after_events": events}
+    control = httpx.post(f"{served}/_emulator/next", json={"count": 1, "actions": ["openai"], "fault": fault})
+    assert control.status_code == 201
+    return openai.OpenAI(api_key="unused", base_url=f"{served}{BASE}", default_headers=AUTH, max_retries=0)
+
+
 @pytest.mark.socket
 def test_a_dropped_response_stream_reaches_the_sync_client_as_an_error(served: str) -> None:
     """drop_stream counts named events too: a /responses stream is cut after ``after_events`` of them."""
-    control = httpx.post(
-        f"{served}/_emulator/next",
-        json={"count": 1, "actions": ["openai"], "fault": {"kind": "drop_stream", "after_events": 3}},
-    )
-    assert control.status_code == 201
-    llm = openai.OpenAI(api_key="unused", base_url=f"{served}{BASE}", default_headers=AUTH, max_retries=0)
+    llm = _dropping_after(served, 3)
     stream = llm.responses.create(model="openai/gpt-4o", input=MEANING, stream=True)
     received: list[Any] = []
     with pytest.raises((httpx.HTTPError, openai.APIError)):
@@ -451,12 +454,7 @@ def test_a_dropped_response_stream_reaches_the_sync_client_as_an_error(served: s
 @pytest.mark.socket
 def test_a_dropped_stream_reaches_the_sync_client_as_an_error(served: str) -> None:
     """A drop_stream fault cuts the SSE stream mid-way; the client sees the connection fail."""
-    control = httpx.post(
-        f"{served}/_emulator/next",
-        json={"count": 1, "actions": ["openai"], "fault": {"kind": "drop_stream", "after_events": 2}},
-    )
-    assert control.status_code == 201
-    llm = openai.OpenAI(api_key="unused", base_url=f"{served}{BASE}", default_headers=AUTH, max_retries=0)
+    llm = _dropping_after(served, 2)
     stream = llm.chat.completions.create(
         model="openai/gpt-4o", messages=[{"role": "user", "content": MEANING}], stream=True
     )
